@@ -1,0 +1,61 @@
+"""`deco-bench`: the command line around the DVC pipeline (profiles, parameter checks, benchmark gate, comparisons)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deco_bench.io import DecoBenchError
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from deco_bench import profiles
+
+    if args.action == "list":
+        for name in profiles.available():
+            print(name)
+        return 0
+    if args.name is None:
+        print("error: a profile name is needed; available: " + ", ".join(profiles.available()), file=sys.stderr)
+        return 2
+    if args.action == "use":
+        profiles.use(args.name)
+        print(f"params.yaml now holds profile {args.name!r}; run `dvc repro` (or `make repro`)")
+        return 0
+    mismatches = profiles.check_official(args.name)
+    if not mismatches:
+        print(f"profile {args.name!r}: every parameter is valid and equals the official config's value")
+        return 0
+    for key, ours, official in mismatches:
+        print(f"  {key}: profile {ours!r} != official {official!r}")
+    return 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    from deco_bench.config import load_params
+
+    p = load_params(args.params)
+    print(f"{args.params}: valid (profile {p.run.profile!r}, {len(p.models)} models: {', '.join(p.models)})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="deco-bench", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    pr = sub.add_parser("profile", help="list, select (use) or check (dry run against the official configs) a profile")
+    pr.add_argument("action", choices=["list", "use", "check"])
+    pr.add_argument("name", nargs="?")
+    pr.set_defaults(fn=_profile)
+    ck = sub.add_parser("check", help="validate a parameter file and report every problem at once")
+    ck.add_argument("--params", default="params.yaml")
+    ck.set_defaults(fn=_check)
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except DecoBenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""File I/O that never leaves a partial output behind and never executes code from a file.
+
+Every writer goes through `atomic_path`: write to a temporary file in the same folder, flush and fsync, then
+rename over the destination. A process killed at any moment leaves either the old file or the new one, never a
+truncated one that a later stage would accept.
+
+Every reader of a file a user may have downloaded goes through `safe_torch_load` (``weights_only=True`` plus an
+explicit allow-list) or `load_npz` (``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+
+class DecoBenchError(RuntimeError):
+    """Base class for errors deco-bench reports to users (clear message, no deep traceback needed)."""
+
+
+class CorruptFileError(DecoBenchError):
+    """A file exists but cannot be read: truncated, not the expected format, or damaged."""
+
+
+class UnsafeCheckpointError(DecoBenchError):
+    """A checkpoint would need arbitrary code to unpickle; it is refused, never executed."""
+
+
+class ChecksumError(DecoBenchError):
+    """A weights file does not have the expected sha256."""
+
+
+class MissingFileError(DecoBenchError, FileNotFoundError):
+    """A required input file is missing."""
+
+
+class DiskSpaceError(DecoBenchError):
+    """Not enough free disk space for what a stage is about to write."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success fsync it and rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+        with contextlib.suppress(OSError):  # make the rename itself durable
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """np.savez to `path` atomically (the name is kept exactly; numpy would otherwise append .npz)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Read an .npz without pickle; a missing, truncated or corrupt file raises a named error."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files) if keys is None else list(keys)
+            missing = [k for k in names if k not in z.files]
+            if missing:
+                raise CorruptFileError(f"{path}: missing array(s) {missing}; it holds {sorted(z.files)}")
+            return {k: z[k] for k in names}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise CorruptFileError(f"{path}: not a readable .npz file (truncated or corrupt?): {e}") from e
+
+
+# Globals a plain checkpoint (ours, or an official Lightning .ckpt) may legitimately reference. Everything else,
+# in particular any callable, is refused by torch's weights-only unpickler.
+def _safe_globals() -> list[Any]:
+    import collections
+    import pathlib
+
+    allowed: list[Any] = [collections.OrderedDict, collections.defaultdict, pathlib.PosixPath, pathlib.PurePosixPath]
+    with contextlib.suppress(Exception):
+        import argparse
+
+        allowed.append(argparse.Namespace)
+    return allowed
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    extra_safe_globals: Iterable[Any] = ()) -> Any:
+    """torch.load with weights_only=True and an explicit allow-list; never runs code from the file."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{path}: checkpoint not found")
+    try:
+        with torch.serialization.safe_globals([*_safe_globals(), *extra_safe_globals]):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "Unsupported global" in msg or "not an allowed global" in msg or "weights_only" in msg.lower():
+            lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+            named = [ln for ln in lines if "GLOBAL" in ln or "global" in ln]
+            first = (named or lines or [msg])[0]
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load: unpickling it would need code that is not on deco-bench's allow-list "
+                f"({first}). The file was not executed. Only load checkpoints you trust; if this is an official "
+                f"DeCo checkpoint, open an issue with the name of the global."
+            ) from e
+        raise CorruptFileError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CorruptFileError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from e
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_free_space(folder: str | os.PathLike, need_bytes: int, what: str) -> None:
+    """Stop before starting when `folder`'s disk has less than `need_bytes` free."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need_bytes > free:
+        raise DiskSpaceError(
+            f"{what} needs about {need_bytes / 2**30:.2f} GiB in {folder}, but only {free / 2**30:.2f} GiB is free"
+        )

@@ -1,0 +1,222 @@
+"""Metrics API: one extraction pass per feature space, every metric from those features, bootstrap intervals.
+
+    compute_metrics(samples.npz, reference.npz, inception_weights=...)   -> {fid, sfid, is, precision, recall, kid}
+    evaluate_samples(..., feature_space='embed'|'inception', ...)        -> metrics + intervals + identity (stages)
+    compute_all(sample_features, Reference, names=...)                    -> the pure part, shared by both spaces
+    compare(a, b)                                                         -> does DeCo differ from the baseline?
+
+Keys are constants below (shared by stages, report and tests). The embedded feature space has its own names
+(fd_embed, ...): a Fréchet distance in a network trained on the embedded data is not FID.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deco_bench.metrics import adm_npz, bootstrap as bs, weights
+from deco_bench.metrics.adm_npz import TooFewImagesError
+from deco_bench.metrics.features import extract_npz
+from deco_bench.metrics.frechet import FeatureStats, FrechetToReference, frechet_distance
+from deco_bench.metrics.isc import ADM_SPLIT_SIZE, inception_score
+from deco_bench.metrics.kid import KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, kid
+from deco_bench.metrics.prdc import ADM_K, manifold_membership
+
+FID, SFID, IS, PRECISION, RECALL, KID = "fid", "sfid", "is", "precision", "recall", "kid"
+FD_EMBED, IS_EMBED, PRECISION_EMBED, RECALL_EMBED, KID_EMBED = (
+    "fd_embed", "is_embed", "precision_embed", "recall_embed", "kid_embed")
+FD_DINOV2 = "fd_dinov2"
+LOWER_IS_BETTER = {FID, SFID, KID, FD_EMBED, KID_EMBED, FD_DINOV2}
+BOOTSTRAP_KID_SUBSETS = 10  # per replicate: KID over 100 subsets x 200 replicates would cost more than extraction
+
+
+@dataclass(frozen=True)
+class MetricNames:
+    fd: str
+    sfd: str | None
+    is_: str
+    precision: str
+    recall: str
+    kid: str
+
+
+INCEPTION_NAMES = MetricNames(FID, SFID, IS, PRECISION, RECALL, KID)
+EMBED_NAMES = MetricNames(FD_EMBED, None, IS_EMBED, PRECISION_EMBED, RECALL_EMBED, KID_EMBED)
+
+
+@dataclass(frozen=True)
+class Reference:
+    pool: FeatureStats  # FD against these (a file's mu/sigma used as is, else computed from its images)
+    spatial: FeatureStats | None  # sFD (Inception only)
+    pool_features: np.ndarray | None  # reference images' features: precision/recall/KID need them
+
+
+def _stats_on(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mu = x.mean(0)
+    xc = x - mu
+    return mu, xc.T @ xc / (x.shape[0] - 1)
+
+
+def compute_all(samples: dict[str, np.ndarray], ref: Reference, *, names: MetricNames, bootstrap: int = 0,
+                seed: int = 0, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
+                is_split_size: int = ADM_SPLIT_SIZE, device: str | None = None) -> dict:
+    """Every metric from sample features {'pool', 'logits'[, 'spatial']} against `ref`; optional bootstrap.
+
+    Returns {"metrics": {key: float}, "ci": {key: [lo, hi]}, "bootstrap": {key: [replicates]},
+    "skipped": {key: reason}}.
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    metrics, skipped, fns = {}, {}, {}
+    pool = samples["pool"]
+    metrics[names.fd] = frechet_distance(*_mu_sigma(pool), ref.pool.mu, ref.pool.sigma)
+    fns[names.fd] = _fd_replicate(pool, ref.pool, device)
+    if names.sfd is not None:
+        if ref.spatial is not None and "spatial" in samples:
+            metrics[names.sfd] = frechet_distance(*_mu_sigma(samples["spatial"]), ref.spatial.mu, ref.spatial.sigma)
+            fns[names.sfd] = _fd_replicate(samples["spatial"], ref.spatial, device)
+        else:
+            skipped[names.sfd] = "the reference has no mu_s/sigma_s and no images"
+    logits = samples["logits"]
+    metrics[names.is_] = inception_score(logits, is_split_size)
+    fns[names.is_] = lambda idx: inception_score(logits[idx], is_split_size)
+    if ref.pool_features is not None:
+        membership = manifold_membership(ref.pool_features, pool, ADM_K)
+        metrics[names.precision], metrics[names.recall] = membership.precision(), membership.recall()
+        fns[names.precision], fns[names.recall] = membership.precision, membership.recall
+        metrics[names.kid] = kid(pool, ref.pool_features, kid_subsets, kid_subset_size, KID_SEED)
+        fns[names.kid] = lambda idx: kid(pool[idx], ref.pool_features, BOOTSTRAP_KID_SUBSETS, kid_subset_size,
+                                         KID_SEED)
+    else:
+        for key in (names.precision, names.recall, names.kid):
+            skipped[key] = "the reference file holds statistics only (no arr_0 images)"
+    replicates: dict[str, list[float]] = {k: [] for k in fns}
+    if bootstrap > 0:
+        for idx in bs.resample_indices(pool.shape[0], bootstrap, seed):
+            for key, fn in fns.items():
+                replicates[key].append(fn(idx))
+    ci = {k: list(bs.percentile_interval(v)) for k, v in replicates.items() if v}
+    return {"metrics": metrics, "ci": ci, "bootstrap": {k: v for k, v in replicates.items() if v},
+            "skipped": skipped}
+
+
+def _mu_sigma(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = FeatureStats.from_features(x)
+    return s.mu, s.sigma
+
+
+def _fd_replicate(features: np.ndarray, ref: FeatureStats, device: str):
+    to_ref = FrechetToReference(ref, device)
+    x = torch.as_tensor(features, dtype=torch.float64, device=device)
+    return lambda idx: to_ref(*_stats_on(x[torch.as_tensor(idx, device=device)]))
+
+
+# ------------------------------------------------------------------------------------------------ I/O on top
+
+
+def _reference(reference_npz: str | os.PathLike, extractor, *, batch_size: int, cache_dir) -> Reference:
+    stats = adm_npz.read_reference_stats(reference_npz)
+    feats = None
+    if adm_npz.has_array(reference_npz, adm_npz.IMAGES_KEY):
+        feats = extract_npz(reference_npz, extractor, num_images=adm_npz.num_images(reference_npz),
+                            batch_size=batch_size, cache_dir=cache_dir)
+    if stats.pool is None and feats is None:
+        raise adm_npz.CorruptFileError(f"{reference_npz}: holds neither mu/sigma nor arr_0 images")
+    pool = stats.pool or FeatureStats.from_features(feats["pool"])
+    spatial = stats.spatial
+    if spatial is None and feats is not None and "spatial" in feats:
+        spatial = FeatureStats.from_features(feats["spatial"])
+    return Reference(pool=pool, spatial=spatial, pool_features=None if feats is None else feats["pool"])
+
+
+def _inception(inception_weights, inception_sha256) -> "InceptionFeatures":
+    from deco_bench.metrics.inception import InceptionFeatures
+
+    if inception_weights is None:
+        raise weights.MissingFileError("feature_space='inception' needs inception_weights (a local file path)")
+    path = weights.resolve(weights.INCEPTION, inception_weights, expected_sha256=inception_sha256)
+    return InceptionFeatures(path, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.PathLike, *, feature_space: str,
+                     feature_net_path: str | os.PathLike | None = None, inception_weights=None,
+                     inception_sha256: str | None = "manifest", num_images_expected: int, bootstrap: int = 200,
+                     seed: int = 0, batch_size: int = 50, cache_dir: str | os.PathLike | None = None) -> dict:
+    """Score the first `num_images_expected` images of an ADM sample batch (the stage entry point).
+
+    Raises TooFewImagesError when the file holds fewer images than expected (a metric on fewer images than asked
+    is never reported).
+    """
+    available = adm_npz.num_images(samples_npz)
+    if available < num_images_expected:
+        raise TooFewImagesError(f"{samples_npz}: holds {available} images, {num_images_expected} were requested; "
+                                "refusing to report metrics on fewer images than requested")
+    if feature_space == "inception":
+        extractor, names = _inception(inception_weights, inception_sha256), INCEPTION_NAMES
+    elif feature_space == "embed":
+        from deco_bench.metrics.embed_net import load_feature_extractor
+
+        if feature_net_path is None:
+            raise weights.MissingFileError("feature_space='embed' needs feature_net_path (the trained EmbedNet)")
+        extractor, names = load_feature_extractor(feature_net_path), EMBED_NAMES
+    else:
+        raise ValueError(f"feature_space must be 'embed' or 'inception', got {feature_space!r}")
+    samples = extract_npz(samples_npz, extractor, num_images=num_images_expected, batch_size=batch_size,
+                          cache_dir=cache_dir)
+    ref = _reference(reference_npz, extractor, batch_size=batch_size, cache_dir=cache_dir)
+    out = compute_all(samples, ref, names=names, bootstrap=bootstrap, seed=seed)
+    return {"metrics": out["metrics"], "ci": out["ci"], "bootstrap": out["bootstrap"], "skipped": out["skipped"],
+            "num_images": num_images_expected, "feature_space": feature_space,
+            "extractor": extractor.identity, "bootstrap_replicates": bootstrap, "seed": seed}
+
+
+def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, *, inception_weights,
+                    batch_size: int = 50, inception_sha256: str | None = "manifest",
+                    cache_dir: str | os.PathLike | None = None) -> dict[str, float]:
+    """ADM protocol on all images of `samples`: {fid, sfid, is[, precision, recall, kid]} as floats.
+
+    precision/recall/kid need the reference's images (arr_0); with a statistics-only reference they are absent.
+    `inception_sha256`: "manifest" checks the official weights' sha256; pass another hash, or None to skip.
+    """
+    res = evaluate_samples(samples, reference, feature_space="inception", inception_weights=inception_weights,
+                           inception_sha256=inception_sha256, num_images_expected=adm_npz.num_images(samples),
+                           bootstrap=0, batch_size=batch_size, cache_dir=cache_dir)
+    return res["metrics"]
+
+
+def compare(a: dict, b: dict) -> dict:
+    """For each metric in both results: b - a, an interval for it, and whether the difference exceeds it.
+
+    Method "bootstrap-difference" (both results carry replicates, equal counts): percentile interval of the
+    replicate-wise difference b_i - a_i (the two sample sets are independent, so replicates pair freely); the
+    difference is significant when 0 lies outside it. Otherwise "ci-overlap": significant only when the two
+    intervals do not overlap (conservative). Without intervals, exceeds_interval is None.
+    """
+    out = {}
+    for key in sorted(set(a["metrics"]) & set(b["metrics"])):
+        va, vb = a["metrics"][key], b["metrics"][key]
+        ra, rb = a.get("bootstrap", {}).get(key), b.get("bootstrap", {}).get(key)
+        entry = {"a": va, "b": vb, "difference": vb - va, "lower_is_better": key in LOWER_IS_BETTER}
+        if ra and rb and len(ra) == len(rb):
+            lo, hi = bs.difference_interval(np.asarray(ra), np.asarray(rb))
+            entry.update(method="bootstrap-difference", interval=[lo, hi], exceeds_interval=bool(lo > 0 or hi < 0))
+        elif key in a.get("ci", {}) and key in b.get("ci", {}):
+            (alo, ahi), (blo, bhi) = a["ci"][key], b["ci"][key]
+            entry.update(method="ci-overlap", interval=None, exceeds_interval=bool(blo > ahi or bhi < alo))
+        else:
+            entry.update(method="none", interval=None, exceeds_interval=None)
+        out[key] = entry
+    return out
+
+
+def aggregate_seeds(results: list[dict]) -> dict:
+    """mean +- std (ddof=1) of each metric over runs with different sampling seeds."""
+    keys = set.intersection(*(set(r["metrics"]) for r in results)) if results else set()
+    agg = {}
+    for key in sorted(keys):
+        v = np.array([r["metrics"][key] for r in results], np.float64)
+        agg[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+    return agg

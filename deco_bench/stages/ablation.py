@@ -1,0 +1,71 @@
+"""Stage `ablation`: paper Tables 1 and 4 from our metrics, report-ready.
+
+The variants are ordinary `models:` entries, trained, sampled and evaluated by the foreach stages; this stage only
+reads metrics/<m>.json for every model of params.yaml and writes ablation/tables.json (deco_bench.ablation.
+build_tables): per axis our metric per setting with its bootstrap interval beside the paper's FID, the best setting
+of each side, and the setting pairs that we rank differently from the paper. Axes without a trained variant at
+this profile are listed as "not run at this profile".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from deco_bench import config as cfgmod
+from deco_bench.io import CorruptFileError, MissingFileError, atomic_write_json
+from deco_bench.stages import _common
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    metric: Literal["auto", "fd_embed", "kid_embed", "is_embed", "fid", "sfid", "kid", "is"] = cfgmod._f(
+        "auto", help="the metric ranked against the paper's FID; auto: fid at paper scale, else fd_embed")
+
+
+def ablation_params(p: cfgmod.Params) -> AblationParams:
+    """The `ablation:` section, validated like the core sections (ConfigError naming each bad key)."""
+    problems: list[tuple[str, str]] = []
+    ap = cfgmod._build(AblationParams, p.extra.get("ablation", {}), "ablation", problems)
+    if problems:
+        raise cfgmod.ConfigError(problems)
+    return ap
+
+
+def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
+    out = {}
+    for name in names:
+        path = metrics_dir / f"{name}.json"
+        if not path.exists():
+            raise MissingFileError(f"{path}: no metrics for model {name!r} (run its evaluate stage)")
+        try:
+            out[name] = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CorruptFileError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(out[name].get("metrics"), dict):
+            raise CorruptFileError(f"{path}: no 'metrics' mapping")
+    return out
+
+
+def run(params_path: str, metrics_dir: Path, out_dir: Path) -> None:
+    p = _common.setup(params_path)
+    ap = ablation_params(p)
+    from deco_bench.ablation import build_tables
+
+    tables = build_tables(read_metrics(metrics_dir, p.models), p, metric=ap.metric)
+    atomic_write_json(out_dir / "tables.json", tables)
+    _common.write_resolved(out_dir / "params.json", p, ablation=cfgmod.to_dict(ap))
+
+
+def main() -> None:
+    ap = _common.parser(__doc__)
+    ap.add_argument("--metrics", type=Path, default=Path("metrics"))
+    ap.add_argument("--out", type=Path, default=Path("ablation"))
+    args = ap.parse_args()
+    _common.main_wrapper(lambda: run(args.params, args.metrics, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Stage `bench`: DeCo vs the baseline side by side -- training-step throughput, sampling time per image, peak
+memory, NVML telemetry and energy, FLOPs and MFU -- stamped with the environment fingerprint.
+
+    python -m deco_bench.stages.bench --out bench/results.json                 # params.yaml `bench:` (make repro)
+    python -m deco_bench.stages.bench --profile-gpu-paper --out bench/recordings/h200-DATE.json \\
+        --record-note "..."                                                     # DeCo-XL vs Baseline-XL, 256 + 512
+
+Timings depend on the machine, so dvc.yaml marks this stage `always_changed` (never restored from the
+run-cache). On CPU the GPU-only fields (CUDA allocator, NVML, MFU) are null with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from deco_bench import config as cfgmod
+from deco_bench.bench import env as envmod
+from deco_bench.bench.params import BenchParams, paper_gpu_profile, parse_bench, to_plain
+from deco_bench.bench.runner import ModelSpec, Recipe, Telemetry, autocast_dtype, run_benchmark
+from deco_bench.io import atomic_write_json
+from deco_bench.stages import _common
+
+SCHEMA = "deco-bench/bench-results/1"
+
+
+def specs_from_params(p: cfgmod.Params, bp: BenchParams) -> list[ModelSpec]:
+    repa = p.train.repa_encoder if bp.repa_encoder == "auto" else bp.repa_encoder
+    specs = []
+    for name in bp.models:
+        e = p.model(name)
+        recipe = Recipe(freqfm_weight=e.freqfm_weight, freqfm_quality=e.freqfm_quality, freqfm_gamma=e.freqfm_gamma,
+                        repa_weight=e.repa_weight, repa_align_layer=p.train.repa_align_layer, repa_encoder=repa,
+                        null_condition_p=e.null_condition_p, lr=p.train.lr, betas=(p.train.beta1, p.train.beta2),
+                        weight_decay=p.train.weight_decay, ema_decay=p.train.ema_decay)
+        specs.append(ModelSpec(name, e.label or name, e.preset, cfgmod.model_config(p, name), recipe))
+    return specs
+
+
+def paper_specs() -> list[ModelSpec]:
+    """DeCo-XL and Baseline-XL with the official recipes (facts.md §5.1-5.2; paper.OFFICIAL_PROFILE_VALUES)."""
+    from deco_bench.models import get_preset
+
+    common = dict(repa_weight=0.5, repa_align_layer=8, repa_encoder="dinov2-b14", lr=1e-4, ema_decay=0.9999)
+    return [ModelSpec("deco", "DeCo-XL/16", "deco-xl", get_preset("deco-xl", num_classes=1000),
+                      Recipe(freqfm_weight=1.0, null_condition_p=0.2, **common)),
+            ModelSpec("baseline", "Baseline-XL/16", "baseline-xl", get_preset("baseline-xl", num_classes=1000),
+                      Recipe(freqfm_weight=0.0, null_condition_p=0.1, **common))]
+
+
+def check_sizes(specs: list[ModelSpec], bp: BenchParams) -> None:
+    problems = [(f"bench.sizes[{i}].resolution", f"{s.resolution} is not divisible by the patch size "
+                                                 f"{m.cfg.patch_size} of {m.name}")
+                for i, s in enumerate(bp.sizes) for m in specs if s.resolution % m.cfg.patch_size]
+    if problems:
+        raise cfgmod.ConfigError(problems)
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise cfgmod.ConfigError([("run.device", "'cuda' was asked for but no CUDA device is visible")])
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def run(args) -> None:
+    t0 = time.perf_counter()
+    if args.profile_gpu_paper:
+        bp, specs, profile, scale = paper_gpu_profile(), paper_specs(), "gpu-paper", "paper"
+        if args.resolutions:
+            keep = {int(r) for r in args.resolutions.split(",")}
+            bp = dataclasses.replace(bp, sizes=tuple(s for s in bp.sizes if s.resolution in keep))
+        device = pick_device(args.device or "auto")
+    else:
+        p = _common.setup(args.params)
+        bp = parse_bench(p.extra.get("bench"), list(p.models))
+        specs, profile, scale = specs_from_params(p, bp), p.run.profile, p.run.scale
+        device = pick_device(args.device or p.run.device)
+    if args.compile:
+        bp = dataclasses.replace(bp, compile={"off": (False,), "on": (True,), "both": (False, True)}[args.compile])
+    check_sizes(specs, bp)
+    telemetry = Telemetry(device, bp.nvml_interval_s)
+    body = run_benchmark(specs, bp, device, telemetry=telemetry,
+                         progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    dtype = autocast_dtype(bp.precision, device)
+    result = {
+        "schema": SCHEMA, "profile": profile, "scale": scale,
+        "env": envmod.fingerprint(device, dtype="bf16" if dtype is torch.bfloat16 else "float32",
+                                  compile=list(bp.compile), nvml_info=telemetry.info()),
+        "settings": to_plain(bp),
+        "units": {"*_s": "seconds", "*_per_s": "per second", "*_bytes": "bytes", "flops_*": "FLOPs (2 per MAC)",
+                  "mfu": "fraction of peak.flops_per_s", "power_w": "watts", "*_mhz": "MHz", "energy_j*": "joules"},
+        **body,
+        "wall_s": time.perf_counter() - t0,
+    }
+    if args.record_note:
+        result["recording"] = {"date": datetime.date.today().isoformat(), "note": args.record_note}
+    atomic_write_json(args.out, result)
+    print(f"bench: wrote {args.out} in {result['wall_s']:.1f} s", file=sys.stderr)
+
+
+def main() -> None:
+    ap = _common.parser(__doc__)
+    ap.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: run.device")
+    ap.add_argument("--profile-gpu-paper", action="store_true",
+                    help="DeCo-XL vs Baseline-XL at 256 and 512 (bench.params.paper_gpu_profile); ignores --params")
+    ap.add_argument("--resolutions", default="", help="with --profile-gpu-paper: only these, e.g. 256")
+    ap.add_argument("--compile", choices=["off", "on", "both"], default=None, help="override bench.compile")
+    ap.add_argument("--record-note", default="", help="label a committed recording (bench/recordings/)")
+    args = ap.parse_args()
+    _common.main_wrapper(lambda: run(args))
+
+
+if __name__ == "__main__":
+    main()

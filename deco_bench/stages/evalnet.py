@@ -1,0 +1,44 @@
+"""Stage `evalnet`: the evaluation feature network of the embedded scale.
+
+Inception weights cannot be loaded offline, so embedded-scale FD/IS/precision/recall/KID are measured in the
+feature space of a small classifier trained here on the embedded training images (never the REPA encoder). Those
+metrics carry their own names (fd_embed, ...), never "FID". With evaluate.feature_space = inception this stage
+only records that it is not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deco_bench.io import atomic_write_json, load_npz
+from deco_bench.stages import _common
+
+
+def run(params_path: str, data_dir: Path, out: Path) -> None:
+    p = _common.setup(params_path)
+    out.mkdir(parents=True, exist_ok=True)
+    if p.evaluate.feature_space != "embed":
+        atomic_write_json(out / "info.json", {"used": False, "reason": "evaluate.feature_space is inception"})
+        (out / "net.pt").write_bytes(b"")  # declared output; empty = not used
+        return
+    from deco_bench.metrics import save_feature_net, train_feature_net
+
+    train = load_npz(data_dir / "train.npz", ["images", "labels"])
+    ref = load_npz(data_dir / "reference.npz", ["arr_0", "labels"])
+    model, info = train_feature_net(train["images"], train["labels"], epochs=p.evaluate.evalnet_epochs,
+                                    seed=p.run.seed, width=p.evaluate.evalnet_width,
+                                    val_images=ref["arr_0"], val_labels=ref["labels"])
+    save_feature_net(model, out / "net.pt", info)
+    atomic_write_json(out / "info.json", {"used": True, **_common.to_plain(info)})
+
+
+def main() -> None:
+    ap = _common.parser(__doc__)
+    ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument("--out", type=Path, default=Path("runs/evalnet"))
+    args = ap.parse_args()
+    _common.main_wrapper(lambda: run(args.params, args.data, args.out))
+
+
+if __name__ == "__main__":
+    main()

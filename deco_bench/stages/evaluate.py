@@ -1,0 +1,44 @@
+"""Stage `evaluate@<model>`: every metric of the ADM protocol with bootstrap intervals, in the run's feature space.
+
+embedded scale: fd_embed, is_embed, precision_embed, recall_embed, kid_embed (the evalnet feature space; never
+called FID). paper scale: fid, sfid, is, precision, recall, kid with torch-fidelity's Inception against the ADM
+reference batch. Writes metrics/<model>.json (declared as DVC metrics).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deco_bench.io import atomic_write_json
+from deco_bench.stages import _common
+
+
+def run(params_path: str, name: str, samples: Path, data_dir: Path, evalnet: Path, out: Path) -> None:
+    p = _common.setup(params_path)
+    from deco_bench.metrics import evaluate_samples
+
+    reference = Path(p.evaluate.reference) if p.evaluate.reference else data_dir / "reference.npz"
+    result = evaluate_samples(
+        samples, reference, feature_space=p.evaluate.feature_space,
+        feature_net_path=evalnet if p.evaluate.feature_space == "embed" else None,
+        inception_weights=p.evaluate.inception_weights or None, num_images_expected=p.sample.num_images,
+        bootstrap=p.evaluate.bootstrap, seed=p.run.seed, batch_size=p.evaluate.batch_size,
+        cache_dir=Path(".cache/features"))
+    atomic_write_json(out, {"model": name, "label": p.model(name).label or name, "scale": p.run.scale,
+                            "profile": p.run.profile, **_common.to_plain(result)})
+
+
+def main() -> None:
+    ap = _common.parser(__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--samples", type=Path, default=None, help="default: runs/<model>/samples.npz")
+    ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument("--evalnet", type=Path, default=Path("runs/evalnet/net.pt"))
+    ap.add_argument("--out", type=Path, default=None, help="default: metrics/<model>.json")
+    args = ap.parse_args()
+    _common.main_wrapper(lambda: run(args.params, args.model, args.samples or Path("runs") / args.model / "samples.npz",
+                                     args.data, args.evalnet, args.out or Path("metrics") / f"{args.model}.json"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Stage `spectrum`: paper Fig. 4, the DCT energy of the DiT output and of the pixel velocity, DeCo vs baseline.
+
+Loads the EMA weights of both models, Euler-samples `spectrum.num_images` images with `spectrum.num_steps` steps
+(no CFG) and writes spectrum/spectrum.json (curves per model x tensor, per-step curves, high-frequency shares and
+the DeCo / baseline ratios) and spectrum/fig4.svg. Library: deco_bench.spectral.analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deco_bench import config as cfgmod
+from deco_bench.io import atomic_write_json, atomic_write_text
+from deco_bench.stages import _common
+
+
+@dataclass(frozen=True)
+class SpectrumParams:
+    num_images: int = cfgmod._f(32, lo=1, help="images per model (paper: 10K)")
+    num_steps: int = cfgmod._f(25, lo=1, help="Euler steps, every one analysed (paper: 100)")
+    batch_size: int = cfgmod._f(32, lo=1)
+    seed: int = cfgmod._f(0, lo=0, help="noise seed: image i uses (seed, i), as the sample stage")
+    cut: int = cfgmod._f(36, lo=1, hi=63, help="first zig-zag index of the high band (36: u + v >= 8)")
+
+
+def spectrum_params(p: cfgmod.Params) -> SpectrumParams:
+    """The `spectrum:` section, validated like the core sections (ConfigError naming each bad key)."""
+    problems: list[tuple[str, str]] = []
+    sp = cfgmod._build(SpectrumParams, p.extra.get("spectrum", {}), "spectrum", problems)
+    if problems:
+        raise cfgmod.ConfigError(problems)
+    return sp
+
+
+def ratios(tensors: dict[str, dict]) -> dict:
+    """DeCo / baseline ratio of each single-number summary, per tensor (< 1 on dit_out is the paper's claim)."""
+    out = {}
+    for tensor in ("dit_out", "velocity"):
+        deco, base = tensors["deco"][tensor], tensors["baseline"][tensor]
+        out[tensor] = {k: (deco[k] / base[k] if base[k] else None) for k in ("high_share", "mean_log_high")}
+    return out
+
+
+def run(params_path: str, weights: dict[str, Path], out_dir: Path) -> None:
+    p = _common.setup(params_path)
+    sp = spectrum_params(p)
+    from deco_bench import paper
+    from deco_bench.spectral.analysis import capture_spectra, fig4_svg
+    from deco_bench.stages.sample import load_ema_model
+    from deco_bench.training.distributed import resolve_device
+
+    device = resolve_device(p.run.device)
+    results = {}
+    for name, path in weights.items():
+        model, model_cfg = load_ema_model(path, device)
+        results[name] = capture_spectra(model, num_images=sp.num_images, num_steps=sp.num_steps, seed=sp.seed,
+                                        num_classes=p.data.num_classes, resolution=p.data.resolution,
+                                        batch_size=sp.batch_size, device=device, timeshift=p.sample.timeshift,
+                                        null_label=model_cfg.num_classes, cut=sp.cut)
+    tensors = {name: r["tensors"] for name, r in results.items()}
+    atomic_write_json(out_dir / "spectrum.json", {
+        "scale": p.run.scale, "profile": p.run.profile, "resolution": p.data.resolution,
+        "num_images": sp.num_images, "num_steps": sp.num_steps, "seed": sp.seed, "cut": sp.cut,
+        "times": results["deco"]["times"], "block": "one channel of one 8x8 window, per image and step",
+        "models": tensors, "ratio_deco_over_baseline": ratios(tensors),
+        "paper": {"fig4_high_plateau": paper.FIG4, "protocol": "10K images x 100 steps, 8x8 DCT (facts.md §4)"}})
+    curves = {(m, t): tensors[m][t]["curve"] for m in tensors for t in ("dit_out", "velocity")}
+    title = f"DCT energy, {sp.num_images} images x {sp.num_steps} steps ({p.run.scale} scale)"
+    atomic_write_text(out_dir / "fig4.svg", fig4_svg(curves, title=title))
+    _common.write_resolved(out_dir / "params.json", p, spectrum=cfgmod.to_dict(sp))
+
+
+def main() -> None:
+    ap = _common.parser(__doc__)
+    ap.add_argument("--deco", type=Path, default=Path("runs/deco/final.pt"))
+    ap.add_argument("--baseline", type=Path, default=Path("runs/baseline/final.pt"))
+    ap.add_argument("--out", type=Path, default=Path("spectrum"))
+    args = ap.parse_args()
+    _common.main_wrapper(lambda: run(args.params, {"deco": args.deco, "baseline": args.baseline}, args.out))
+
+
+if __name__ == "__main__":
+    main()

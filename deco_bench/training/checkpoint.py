@@ -1,0 +1,81 @@
+"""Training checkpoints: atomic, self-describing, rotated, loadable without executing code.
+
+A checkpoint holds everything a resumed run needs to continue exactly where an uninterrupted run would be: model,
+EMA, REPA projector, optimiser state, the step, and the resolved parameters and model config (checked on resume).
+Randomness needs no saved state: every step re-seeds from (seed, step) (see `loop.step_generator`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deco_bench.io import CorruptFileError, DecoBenchError, atomic_torch_save, safe_torch_load
+
+CKPT_PATTERN = re.compile(r"^step_(\d{8})\.pt$")
+FORMAT = "deco-bench-train-v1"
+
+
+class ArchitectureMismatchError(DecoBenchError):
+    """A checkpoint's weights do not fit the model being loaded (keys or shapes differ)."""
+
+
+def ckpt_name(step: int) -> str:
+    return f"step_{step:08d}.pt"
+
+
+def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CKPT_PATTERN.match(p.name))]
+    return sorted(found)
+
+
+def save_checkpoint(folder: str | Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
+    """Write step_<step>.pt atomically, then delete all but the newest `keep_last` checkpoints."""
+    path = Path(folder) / ckpt_name(step)
+    atomic_torch_save({"format": FORMAT, "step": step, **state}, path)
+    for _, old in list_checkpoints(folder)[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    state = safe_torch_load(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CorruptFileError(f"{path}: not a deco-bench training checkpoint (format {FORMAT!r} expected)")
+    return state
+
+
+def latest_checkpoint(folder: str | Path) -> dict[str, Any] | None:
+    """The newest readable checkpoint in `folder`, or None. Unreadable newer ones are reported, not used silently."""
+    ckpts = list_checkpoints(folder)
+    if not ckpts:
+        return None
+    return load_checkpoint(ckpts[-1][1])
+
+
+def load_weights_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """load_state_dict that names every missing, unexpected and shape-mismatched key."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        def head(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {head(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {head(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches: {head(shapes)}")
+        raise ArchitectureMismatchError(f"{what} does not match the model architecture; " + "; ".join(parts))
+    module.load_state_dict(state)

@@ -1,0 +1,283 @@
+"""The training loop: flow matching with FreqFM and REPA, AdamW, float32 EMA, bf16 autocast on CUDA, gradient
+accumulation, optional torch.compile, DDP under torchrun, atomic resumable checkpoints.
+
+Determinism. Which images make up global step k, and the noise, t and label dropout of each of them, depend only
+on (seed, k) and the image's position in the global batch -- never on the rank or the number of processes. Every
+rank draws the whole global batch's randomness from the step's generator and keeps its slice, so N processes
+compute the same losses as one process with the same global batch, and a resumed run continues exactly where an
+uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from deco_bench.config import ModelEntry, TrainParams
+from deco_bench.diffusion import losses, path
+from deco_bench.io import DecoBenchError, atomic_torch_save
+from deco_bench.training import checkpoint as ckpt
+from deco_bench.training.distributed import DistInfo, all_reduce_mean
+from deco_bench.training.ema import EMA
+
+LOG_NAME = "train_log.jsonl"
+
+
+class NonFiniteLossError(DecoBenchError):
+    """The loss became NaN or Inf; training stopped and the last good checkpoint was kept."""
+
+
+class Preempted(DecoBenchError):
+    """SIGTERM arrived; a checkpoint was written and the run stopped (re-run the same command to resume)."""
+
+
+class DenoiserWithProjector(nn.Module):
+    """The network and the REPA projector as one module (so DDP and the optimiser see both).
+
+    forward returns the predicted velocity and, when REPA is on, the projected tokens of DiT block `align_layer`
+    (facts.md §5.1: a forward hook on blocks[align_layer - 1]).
+    """
+
+    def __init__(self, net: nn.Module, projector: nn.Module | None, align_layer: int):
+        super().__init__()
+        self.net = net
+        self.projector = projector
+        self.align_layer = align_layer
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
+        if self.projector is None:
+            return self.net(x_t, t, y), None
+        captured: list[torch.Tensor] = []
+        hook = self.net.blocks[self.align_layer - 1].register_forward_hook(lambda m, i, o: captured.append(o))
+        try:
+            v = self.net(x_t, t, y)
+        finally:
+            hook.remove()
+        return v, self.projector(captured[0])
+
+
+@dataclass
+class TrainResult:
+    step: int
+    resumed_from: int
+    log: list[dict] = field(default_factory=list)
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """The one generator of global step `step` (same on every rank)."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
+    return g
+
+
+def batch_indices(seed: int, step: int, global_batch: int, num_items: int) -> torch.Tensor:
+    """Dataset indices of global step `step`: consecutive slices of one seeded permutation per epoch."""
+    start = step * global_batch
+    out = []
+    while len(out) < global_batch:
+        epoch, offset = divmod(start + len(out), num_items)
+        g = torch.Generator().manual_seed(seed * 7_919 + epoch)
+        perm = torch.randperm(num_items, generator=g)
+        out.extend(perm[offset: offset + global_batch - len(out)].tolist())
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _collate(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    items = [dataset[int(i)] for i in indices]
+    x = torch.stack([torch.as_tensor(it[0]) for it in items])
+    y = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
+    raw = torch.stack([torch.as_tensor(it[2]) for it in items])
+    return x, y, raw
+
+
+def _autocast(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train(
+    net: nn.Module,
+    dataset: Dataset,
+    *,
+    tp: TrainParams,
+    entry: ModelEntry,
+    seed: int,
+    out_dir: str | Path,
+    dist_info: DistInfo,
+    encoder: nn.Module | None,
+    null_label: int,
+    meta: dict[str, Any],
+    progress: Callable[[int, int], Any] | None = None,
+) -> TrainResult:
+    """Train `net` on `dataset` (items (x in [-1, 1], label, raw in [0, 1])) until tp.steps, resuming if possible.
+
+    Writes to out_dir: ckpt/step_*.pt (resume points, rotated), eval_ckpts/step_*.pt (EMA weights on the
+    tp.eval_ckpt_steps schedule), train_log.jsonl (one line per logged step), final.pt (EMA weights at the end).
+    `meta` (resolved params, model config) is stored in every checkpoint and must match on resume.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = dist_info.device
+    world, rank = dist_info.world_size, dist_info.rank
+    micro = tp.global_batch // (world * tp.grad_accum)
+
+    # ---- model, projector, optimiser, EMA ------------------------------------------------------------------
+    net = net.to(device)
+    use_repa = encoder is not None and entry.repa_weight > 0
+    projector = None
+    if use_repa:
+        torch.manual_seed(seed + 17)  # projector init is part of the run's definition
+        projector = losses.RepaProjector(net.hidden_size, net.hidden_size, encoder.out_dim).to(device)
+        encoder = encoder.to(device).eval().requires_grad_(False)
+    module = DenoiserWithProjector(net, projector, tp.repa_align_layer).to(device)
+    loss_weights = losses.LossWeights(freqfm=entry.freqfm_weight, repa=entry.repa_weight if use_repa else 0.0,
+                                      freq_quality=entry.freqfm_quality, freq_gamma=entry.freqfm_gamma)
+    ema = EMA(net, tp.ema_decay)
+    opt = torch.optim.AdamW(module.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2), weight_decay=tp.weight_decay)
+
+    # ---- resume ---------------------------------------------------------------------------------------------
+    start_step = 0
+    state = ckpt.latest_checkpoint(out_dir / "ckpt")
+    if state is not None:
+        if state.get("meta", {}).get("fingerprint") != meta.get("fingerprint"):
+            raise DecoBenchError(
+                f"{out_dir / 'ckpt'} holds checkpoints of a different configuration (the parameters or model changed); "
+                f"delete that folder to start over, or restore the parameters to resume")
+        ckpt.load_weights_strict(module, state["module"], "checkpoint module weights")
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+    resumed_from = start_step
+
+    train_module: nn.Module = module
+    if world > 1:
+        train_module = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None)
+    fwd = torch.compile(train_module) if tp.compile else train_module
+
+    # ---- log: keep only lines up to the resume step (a killed run may have logged past its checkpoint) -------
+    log_path = out_dir / LOG_NAME
+    log_lines: list[dict] = []
+    if dist_info.is_main and log_path.exists():
+        for line in log_path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut by a kill
+            if rec.get("step", math.inf) <= start_step:
+                log_lines.append(rec)
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in log_lines))
+    log_f = open(log_path, "a") if dist_info.is_main else None
+
+    # ---- pre-emption: SIGTERM -> checkpoint at the end of the current step, then stop ----------------------
+    stop = {"flag": False}
+    old_handler = None
+    try:
+        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
+    except ValueError:  # not the main thread
+        pass
+
+    def save(step_done: int) -> None:
+        if dist_info.is_main:
+            ckpt.save_checkpoint(out_dir / "ckpt", step_done, {
+                "module": module.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "meta": meta,
+            }, keep_last=tp.keep_last)
+
+    elapsed_before = float(log_lines[-1]["elapsed_s"]) if log_lines else 0.0
+    sample_shape = tuple(torch.as_tensor(dataset[0][0]).shape)
+    t_start = time.perf_counter()
+    try:
+        for step in range(start_step, tp.steps):
+            t_step = time.perf_counter()
+            # ---- the global batch's data and randomness (identical on every rank) ---------------------------
+            g = step_generator(seed, step, device)
+            idx = batch_indices(seed, step, tp.global_batch, len(dataset))
+            t_all = path.sample_t(tp.global_batch, generator=g, lognorm=tp.lognorm_t, shift=tp.timeshift, device=device)
+            keep = torch.rand(tp.global_batch, generator=g, device=device) >= entry.null_condition_p
+            eps_all = torch.randn((tp.global_batch, *sample_shape), generator=g, device=device)
+            opt.zero_grad(set_to_none=True)
+            sums: dict[str, float] = {}
+            for a in range(tp.grad_accum):
+                lo = (a * world + rank) * micro  # this rank's slice of the global batch for micro-step a
+                sl = slice(lo, lo + micro)
+                x, y, raw = _collate(dataset, idx[sl])
+                x, y, raw = x.to(device), y.to(device), raw.to(device)
+                eps = eps_all[sl]
+                t = t_all[sl]
+                y = torch.where(keep[sl], y, torch.full_like(y, null_label))
+                x_t = path.interpolate(x, eps, t)
+                v = path.velocity(x, eps)
+                sync = nullcontext() if (world == 1 or a == tp.grad_accum - 1) else train_module.no_sync()
+                with sync:
+                    with _autocast(device, tp.precision):
+                        pred, proj = fwd(x_t, t, y)
+                        target_tokens = None
+                        if use_repa:
+                            with torch.no_grad():
+                                target_tokens = encoder(raw)
+                        parts = losses.deco_loss(
+                            pred.float(), v, None if proj is None else proj.float(),
+                            None if target_tokens is None else target_tokens.float(), weights=loss_weights)
+                    loss = parts["loss"] / tp.grad_accum
+                    if not torch.isfinite(loss):
+                        bad = {k: float(v_.detach()) for k, v_ in parts.items()}
+                        raise NonFiniteLossError(
+                            f"non-finite loss at step {step + 1} (micro-batch {a}, rank {rank}): {bad}; "
+                            f"lr={tp.lr}; the last good checkpoint in {out_dir / 'ckpt'} was kept")
+                    loss.backward()
+                for k, v_ in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v_.detach()) / tp.grad_accum
+            if tp.grad_clip > 0:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(module.parameters(), tp.grad_clip))
+            else:
+                grad_norm = float("nan")
+            opt.step()
+            ema.update(net)
+            done = step + 1
+
+            # ---- bookkeeping: logs, eval checkpoints, resume checkpoints ------------------------------------
+            if done % tp.log_every == 0 or done == tp.steps:
+                reduced = {k: float(all_reduce_mean(torch.tensor(v_, device=device))) for k, v_ in sums.items()}
+                dt = time.perf_counter() - t_step
+                rec = {"step": done, **reduced, "lr": tp.lr, "images_per_s": tp.global_batch / max(dt, 1e-9),
+                       "images_seen": done * tp.global_batch,
+                       "elapsed_s": elapsed_before + time.perf_counter() - t_start}
+                if tp.grad_clip > 0:
+                    rec["grad_norm"] = grad_norm
+                if log_f is not None:
+                    log_f.write(json.dumps(rec) + "\n")
+                    log_f.flush()
+                log_lines.append(rec)
+            if done in tp.eval_ckpt_steps and dist_info.is_main:
+                atomic_torch_save({"step": done, "ema": ema.state_dict(), "meta": meta},
+                                  out_dir / "eval_ckpts" / ckpt.ckpt_name(done))
+            if done % tp.ckpt_every == 0 or done == tp.steps:
+                save(done)
+            if progress is not None:
+                progress(done, tp.steps)
+            if stop["flag"]:
+                if done % tp.ckpt_every and done != tp.steps:
+                    save(done)
+                raise Preempted(f"SIGTERM at step {done}: checkpoint written to {out_dir / 'ckpt'}; "
+                                f"re-run the same command to resume")
+    finally:
+        if log_f is not None:
+            log_f.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+    if dist_info.is_main:
+        atomic_torch_save({"step": tp.steps, "ema": ema.state_dict(), "meta": meta}, out_dir / "final.pt")
+    return TrainResult(step=tp.steps, resumed_from=resumed_from, log=log_lines)

@@ -1,0 +1,138 @@
+"""Our Inception pipeline against torch-fidelity's own calculate_metrics on the same images and weights file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deco_bench.metrics import api
+from deco_bench.metrics.frechet import FeatureStats
+
+from .conftest import N_REF, N_SAMPLES
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, nhwc: np.ndarray):
+        self.x = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+@pytest.fixture(scope="module")
+def fidelity(adm_batches, inception_weights):
+    import torch_fidelity
+
+    return torch_fidelity.calculate_metrics(
+        input1=_Images(adm_batches["samples"]), input2=_Images(adm_batches["ref"]),
+        isc=True, fid=True, kid=True, prc=True, cuda=False, batch_size=8, cache=False, verbose=False,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=inception_weights,
+        feature_extractor_internal_dtype="float64",
+        isc_splits=1,  # ADM's splits of 5,000 on 20 images = one split (shuffle order is then irrelevant)
+        kid_subset_size=N_SAMPLES,  # our subset size is capped at the set size: same draws, same RNG order
+    )
+
+
+@pytest.fixture(scope="module")
+def ours(inception_feats):
+    ref_pool = inception_feats["ref"]["pool"]
+    ref = api.Reference(pool=FeatureStats.from_features(ref_pool),
+                        spatial=FeatureStats.from_features(inception_feats["ref"]["spatial"]),
+                        pool_features=ref_pool)
+    return api.compute_all(inception_feats["samples"], ref, names=api.INCEPTION_NAMES)["metrics"]
+
+
+def test_fid_is_kid_match_torch_fidelity(ours, fidelity):
+    assert ours[api.FID] > 1.0  # the two batches differ: a non-trivial number is being compared
+    assert ours[api.FID] == pytest.approx(fidelity["frechet_inception_distance"], rel=1e-4)
+    assert ours[api.IS] > 3.0
+    assert ours[api.IS] == pytest.approx(fidelity["inception_score_mean"], rel=1e-4)
+    assert ours[api.KID] == pytest.approx(fidelity["kernel_inception_distance_mean"], rel=1e-4)
+
+
+def test_precision_recall_match_torch_fidelity(ours, fidelity):
+    # same k=3 manifold estimator (squared vs plain distances order identically)
+    assert ours[api.PRECISION] == pytest.approx(fidelity["precision"], abs=1e-12)
+    assert ours[api.RECALL] == pytest.approx(fidelity["recall"], abs=1e-12)
+
+
+def test_features_do_not_depend_on_batch_size(adm_batches, extractor, inception_feats):
+    from deco_bench.metrics.features import extract
+
+    images = adm_batches["samples"][:6]
+    odd = extract([images[:1], images[1:4], images[4:6]], extractor)  # batch sizes 1, 3, 2
+    for name in ("pool", "logits", "spatial"):
+        np.testing.assert_array_equal(odd[name], inception_feats["samples"][name][:6])
+
+
+def test_spatial_is_mixed_6d_branch1x1_first_7_channels_nhwc(adm_batches, extractor):
+    """Recompute mixed_6/conv by walking torch-fidelity's layers by hand; flatten in ADM's NHWC order."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    net, images = extractor.net, adm_batches["samples"][:2]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).double()
+    x = (interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False) - 128) / 128
+    with torch.no_grad():
+        for name in ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
+                     "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                     "Mixed_6c"]:
+            x = getattr(net, name)(x)
+        conv = net.Mixed_6d.branch1x1(x)  # (2, 192, 17, 17)
+    expected = conv[:, :7].permute(0, 2, 3, 1).reshape(2, 2023).float().numpy()
+    got = extractor(images)["spatial"]
+    assert got.shape == (2, 17 * 17 * 7)
+    np.testing.assert_array_equal(got, expected)
+    # channel-major (NCHW) flattening would be a different vector: the order is really being checked
+    assert not np.array_equal(got, conv[:, :7].reshape(2, 2023).float().numpy())
+
+
+def test_compute_metrics_end_to_end(adm_batches, inception_weights, inception_sha, inception_feats, ours):
+    got = api.compute_metrics(adm_batches["samples_path"], adm_batches["ref_path"],
+                              inception_weights=inception_weights, inception_sha256=inception_sha,
+                              cache_dir=inception_feats["cache_dir"])  # cache hit: same content, same extractor
+    assert set(got) == {api.FID, api.SFID, api.IS, api.PRECISION, api.RECALL, api.KID}
+    for key in got:
+        assert got[key] == pytest.approx(ours[key], rel=1e-12)
+    assert got[api.SFID] > 0.0
+
+
+def test_stats_only_reference_is_used_as_is(tmp_path, adm_batches, inception_weights, inception_sha,
+                                            inception_feats):
+    """A reference holding only mu/sigma/mu_s/sigma_s is not recomputed: FID is against exactly those."""
+    from deco_bench.metrics.frechet import frechet_distance
+
+    rng = np.random.default_rng(0)
+    d, ds = 2048, 2023
+    mu, mu_s = rng.normal(0.2, 0.05, d), rng.normal(0.3, 0.05, ds)
+    sigma, sigma_s = np.diag(rng.uniform(0.01, 0.02, d)), np.diag(rng.uniform(0.01, 0.02, ds))
+    np.savez(tmp_path / "stats.npz", mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s)
+    got = api.compute_metrics(adm_batches["samples_path"], tmp_path / "stats.npz",
+                              inception_weights=inception_weights, inception_sha256=inception_sha,
+                              cache_dir=inception_feats["cache_dir"])
+    s = FeatureStats.from_features(inception_feats["samples"]["pool"])
+    ss = FeatureStats.from_features(inception_feats["samples"]["spatial"])
+    assert got[api.FID] == pytest.approx(frechet_distance(s.mu, s.sigma, mu, sigma), rel=1e-10)
+    assert got[api.SFID] == pytest.approx(frechet_distance(ss.mu, ss.sigma, mu_s, sigma_s), rel=1e-10)
+    assert set(got) == {api.FID, api.SFID, api.IS}  # no images in the reference: no precision/recall/KID
+
+
+def test_reference_written_by_us_scores_like_the_images(tmp_path, adm_batches, inception_weights, inception_sha,
+                                                        inception_feats, ours):
+    """Write our reference stats in ADM format (with arr_0); scoring against it gives the same numbers."""
+    from deco_bench.metrics.adm_npz import read_reference_stats, write_reference
+
+    r = inception_feats["ref"]
+    pool, spatial = FeatureStats.from_features(r["pool"]), FeatureStats.from_features(r["spatial"])
+    write_reference(tmp_path / "ours_ref.npz", pool, spatial, images=adm_batches["ref"])
+    back = read_reference_stats(tmp_path / "ours_ref.npz")
+    np.testing.assert_array_equal(back.pool.sigma, pool.sigma)
+    np.testing.assert_array_equal(back.spatial.mu, spatial.mu)
+    got = api.compute_metrics(adm_batches["samples_path"], tmp_path / "ours_ref.npz",
+                              inception_weights=inception_weights, inception_sha256=inception_sha,
+                              cache_dir=inception_feats["cache_dir"])
+    for key in ours:
+        assert got[key] == pytest.approx(ours[key], rel=1e-12)
