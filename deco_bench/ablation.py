@@ -199,8 +199,8 @@ def _ranking(rows: list[dict], lower_is_better: bool) -> dict:
     """Best marks, and how our order of the settings that both we and the paper measured compares with theirs."""
     sign = 1.0 if lower_is_better else -1.0
     ours = [r for r in rows if r["ours"] and r["ours"]["value"] is not None]
-    for r in rows:
-        r["best_ours"] = bool(ours) and r in ours and all(sign * r["ours"]["value"] <= sign * o["ours"]["value"]
+    for r in rows:  # a best setting needs at least two of ours to choose from
+        r["best_ours"] = len(ours) > 1 and r in ours and all(sign * r["ours"]["value"] <= sign * o["ours"]["value"]
                                                           for o in ours)
     paper_rows = [r for r in rows if r["paper"]]
     for r in rows:
@@ -256,6 +256,7 @@ def build_tables(metrics_by_model: dict[str, dict], params: Params, metric: str 
     """Report-ready Tables 1 and 4: per axis our metric per setting (with its bootstrap CI) beside the paper's
     FID / sFID / IS, the best setting of each side marked, and the pairs our ranking orders differently."""
     from deco_bench.metrics.api import LOWER_IS_BETTER
+    from deco_bench.metrics.bootstrap import CI_LEVEL
 
     roles, unassigned = assign_roles(params)
     spaces = {m.get("feature_space") for m in metrics_by_model.values()}
@@ -291,9 +292,11 @@ def build_tables(metrics_by_model: dict[str, dict], params: Params, metric: str 
         "feature_space": sorted(s for s in spaces if s) or None,
         "protocol": {
             "ours": (f"{params.run.scale} scale, profile {params.run.profile}: {metric} of {sample.num_images} "
-                     f"samples ({sample.num_steps} {sample.sampler} steps, CFG {sample.cfg_scale:g}) after "
-                     f"{params.train.steps} training steps at batch {params.train.global_batch}, every variant "
-                     f"with the same budget and seeds; intervals: bootstrap over samples (metrics/<m>.json)"),
+                     f"samples (sampling seed {sample.seed}, {sample.num_steps} {sample.sampler} steps, CFG "
+                     f"{sample.cfg_scale:g}) after {params.train.steps} training steps at batch "
+                     f"{params.train.global_batch}, every variant with the same budget and seeds; intervals: "
+                     f"bootstrap over samples (metrics/<m>.json)"),
+            "ci_level": CI_LEVEL,
             "paper": paper.TABLE4_PROTOCOL,
             "comparable_values": params.run.scale == "paper" and metric == "fid",
             "note": ("values are on the paper's scale" if params.run.scale == "paper" and metric == "fid" else

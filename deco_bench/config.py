@@ -330,3 +330,9 @@ __all__ = [
     "ConfigError", "Params", "RunParams", "DataParams", "ModelEntry", "TrainParams", "SampleParams", "EvalParams",
     "parse_params", "load_params", "to_dict", "model_config",
 ]
+
+
+# Public names for the sections that later stages own (bench, spectrum, convergence, ablation): they declare their
+# frozen dataclasses with `param(...)` and validate them with `build_section(...)`, exactly like the core sections.
+param = _f
+build_section = _build

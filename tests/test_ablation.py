@@ -181,3 +181,24 @@ def test_stage_section_validation_names_the_key():
     assert spectrum_params(parse_params({**raw, "spectrum": {"num_images": 8}})).num_images == 8
     assert paper.TABLE4["decoder_hidden"]["default"] == 32  # the table layout reads these defaults
     assert set(TABLE4_AXES) == set(paper.TABLE4)
+
+
+def test_ablation_stage_reads_every_models_metrics(tmp_path):
+    import json
+
+    from deco_bench.io import MissingFileError
+    from deco_bench.stages.ablation import run
+
+    raw = resolve("default", EXPERIMENTS)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "metrics").mkdir()
+    for name, value in (("deco", 5.0), ("baseline", 9.0)):
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps(_metrics(value, space="embed")))
+    with pytest.raises(MissingFileError, match="deco_no_freqfm"):
+        run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
+    (tmp_path / "metrics" / "deco_no_freqfm.json").write_text(json.dumps(_metrics(4.0, space="embed")))
+    run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
+    tables = json.loads((tmp_path / "out" / "tables.json").read_text())
+    weight = next(a for a in tables["table4"] if a["axis"] == "freqfm_weight")
+    assert weight["ranking"]["disagrees_with_paper"] is True  # ours: w=0 (4.0) beats w=1 (5.0); the paper's not
+    assert weight["ranking"]["discordant"][0]["settings"] == [0.0, 1.0]

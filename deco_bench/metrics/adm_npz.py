@@ -99,9 +99,12 @@ def iter_image_batches(path: str | os.PathLike, batch_size: int, limit: int | No
     """Yield validated uint8 (b, H, W, 3) batches of `arr_0` in file order, reading only b images at a time."""
     path = Path(path)
     with _open_member(path, IMAGES_KEY) as (f, shape, dtype):
+        per_image = int(np.prod(shape[1:])) * dtype.itemsize
+        if dtype != np.uint8 and len(shape) == 4 and shape[0] > 0:  # show some values: range / NaN in the error
+            head = np.frombuffer(f.read(min(shape[0], 64) * per_image), dtype=dtype)
+            check_images(head.reshape(-1, *shape[1:]), f"{path}:{IMAGES_KEY}")
         check_images(np.empty((0, *shape[1:]), dtype=dtype), f"{path}:{IMAGES_KEY}")
         total = shape[0] if limit is None else min(limit, shape[0])
-        per_image = int(np.prod(shape[1:])) * dtype.itemsize
         for start in range(0, total, batch_size):
             b = min(batch_size, total - start)
             data = f.read(b * per_image)

@@ -139,7 +139,8 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 
 def exp_show(root: Path, all_commits: bool = False) -> list:
-    return json.loads(_run(["dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])], root))
+    # `python -m dvc`: the dvc of this environment, even when its bin folder is not on PATH
+    return json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])], root))
 
 
 def read_full_metrics(root: Path, rec: dict) -> dict[str, dict]:

@@ -174,7 +174,7 @@ def _grids(root: Path, model_keys: list[str], errors: dict, per_class: int, max_
 
     out = {}
     for m in model_keys:
-        path = root / "runs" / m / "samples.npz"
+        path = root / "previews" / f"{m}.npz"
         if not path.exists():
             continue
         try:
@@ -212,8 +212,8 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
     dates: dict[str, str] = {}
     for m in model_keys:
         entry = {}
-        for name, rel in (("metrics", f"metrics/{m}.json"), ("train_summary", f"runs/{m}/train_summary.json"),
-                          ("sample_info", f"runs/{m}/sample_info.json")):
+        for name, rel in (("metrics", f"metrics/{m}.json"), ("train_summary", f"metrics/train/{m}.json"),
+                          ("sample_info", f"previews/{m}.json")):
             v = _read_json(root / rel, errors)
             if v is not None:
                 entry[name] = v
@@ -712,7 +712,7 @@ def bench_section(results: Any, recordings: list[dict]) -> dict:
 
 def samples_section(grids: dict, models: list[dict], data_info: Any) -> dict:
     if not grids:
-        return not_ran("sample", "runs/<model>/samples.npz")
+        return not_ran("sample", "previews/<model>.npz")
     names = (data_info or {}).get("class_names") or []
     label = {m["key"]: m["label"] for m in models}
     out = []
@@ -723,7 +723,7 @@ def samples_section(grids: dict, models: list[dict], data_info: Any) -> dict:
                     "classes": [names[c] if c < len(names) else f"class {c}" for c in g["classes"]]})
     missing = [m["key"] for m in models if m["key"] not in grids]
     return {"ran": True, "grids": out,
-            "missing": [f"{label.get(m, m)}: the sample stage did not run (no runs/{m}/samples.npz)."
+            "missing": [f"{label.get(m, m)}: the sample stage did not run (no previews/{m}.npz)."
                         for m in missing]}
 
 

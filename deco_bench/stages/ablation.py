@@ -21,14 +21,14 @@ from deco_bench.stages import _common
 
 @dataclass(frozen=True)
 class AblationParams:
-    metric: Literal["auto", "fd_embed", "kid_embed", "is_embed", "fid", "sfid", "kid", "is"] = cfgmod._f(
+    metric: Literal["auto", "fd_embed", "kid_embed", "is_embed", "fid", "sfid", "kid", "is"] = cfgmod.param(
         "auto", help="the metric ranked against the paper's FID; auto: fid at paper scale, else fd_embed")
 
 
 def ablation_params(p: cfgmod.Params) -> AblationParams:
     """The `ablation:` section, validated like the core sections (ConfigError naming each bad key)."""
     problems: list[tuple[str, str]] = []
-    ap = cfgmod._build(AblationParams, p.extra.get("ablation", {}), "ablation", problems)
+    ap = cfgmod.build_section(AblationParams, p.extra.get("ablation", {}), "ablation", problems)
     if problems:
         raise cfgmod.ConfigError(problems)
     return ap

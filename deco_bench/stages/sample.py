@@ -3,7 +3,8 @@
 runs/<model>/samples.npz holds arr_0 (uint8 NHWC) and labels; sample i is drawn from noise seeded by
 (sample.seed, i) with class i mod data.num_classes, so the set is identical for any batch size or process count.
 Work is written in shards (runs/<model>/sample_shards/, kept by DVC): a killed run resumes from its completed
-shards, and under torchrun each process takes every world_size-th shard.
+shards, and under torchrun each process takes every world_size-th shard. previews/<model>.npz keeps a few samples
+per class for the report.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 
 from deco_bench import config as cfgmod
-from deco_bench.io import CorruptFileError, atomic_savez, atomic_write_json, load_npz, safe_torch_load
+from deco_bench.io import (CorruptFileError, atomic_savez, atomic_write_json, check_free_space, load_npz,
+                           safe_torch_load)
 from deco_bench.stages import _common
 from deco_bench.training.distributed import barrier, cleanup, init_distributed
 
@@ -41,6 +43,8 @@ def sample_set(weights: Path, out_npz: Path, shard_dir: Path, *, sp: cfgmod.Samp
     from deco_bench.diffusion.generate import generate
 
     dist_info = init_distributed(device_req)
+    if dist_info.is_main:  # shards + the assembled npz, uncompressed uint8
+        check_free_space(out_npz.parent, 2 * sp.num_images * resolution * resolution * 3, f"{desc} (samples)")
     model, model_cfg = load_ema_model(weights, dist_info.device)
     run_key = _common.fingerprint({"sample": cfgmod.to_dict(sp), "seed": seed, "num_classes": num_classes,
                                    "resolution": resolution, "weights": _common.file_digest(weights)})
@@ -84,14 +88,27 @@ def _shard_ok(path: Path, expected: int) -> bool:
         return False
 
 
-def run(params_path: str, name: str, run_dir: Path) -> None:
+PREVIEW_PER_CLASS = 8  # images per class kept for the report's sample grids
+PREVIEW_MAX_CLASSES = 16
+
+
+def write_preview(samples_npz: Path, out_npz: Path) -> None:
+    """The first few samples of each of the first classes: all the report needs for its grids."""
+    arrays = load_npz(samples_npz, ["arr_0", "labels"])
+    labels = arrays["labels"]
+    keep = [i for c in np.unique(labels)[:PREVIEW_MAX_CLASSES] for i in np.flatnonzero(labels == c)[:PREVIEW_PER_CLASS]]
+    atomic_savez(out_npz, arr_0=arrays["arr_0"][keep], labels=labels[keep])
+
+
+def run(params_path: str, name: str, run_dir: Path, preview: Path) -> None:
     p = _common.setup(params_path)
     _common.relaunch_with_torchrun(p, "deco_bench.stages.sample", sys.argv[1:])
     sample_set(run_dir / "final.pt", run_dir / "samples.npz", run_dir / "sample_shards", sp=p.sample,
                seed=p.sample.seed, num_classes=p.data.num_classes, resolution=p.data.resolution,
                device_req=p.run.device, desc=f"sample {name}")
     if _common.is_main_process():
-        atomic_write_json(run_dir / "sample_info.json", {"model": name, "num_images": p.sample.num_images,
+        write_preview(run_dir / "samples.npz", preview / f"{name}.npz")
+        atomic_write_json(preview / f"{name}.json", {"model": name, "num_images": p.sample.num_images,
                                                          "sampler": p.sample.sampler, "num_steps": p.sample.num_steps,
                                                          "cfg_scale": p.sample.cfg_scale, "seed": p.sample.seed})
 
@@ -100,8 +117,11 @@ def main() -> None:
     ap = _common.parser(__doc__)
     ap.add_argument("--model", required=True)
     ap.add_argument("--run-dir", type=Path, default=None, help="default: runs/<model>")
+    ap.add_argument("--preview", type=Path, default=Path("previews"),
+                    help="folder for <model>.npz (a few samples per class) and <model>.json (sampling settings)")
     args = ap.parse_args()
-    _common.main_wrapper(lambda: run(args.params, args.model, args.run_dir or Path("runs") / args.model))
+    _common.main_wrapper(lambda: run(args.params, args.model, args.run_dir or Path("runs") / args.model,
+                                     args.preview))
 
 
 if __name__ == "__main__":

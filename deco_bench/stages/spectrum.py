@@ -17,17 +17,17 @@ from deco_bench.stages import _common
 
 @dataclass(frozen=True)
 class SpectrumParams:
-    num_images: int = cfgmod._f(32, lo=1, help="images per model (paper: 10K)")
-    num_steps: int = cfgmod._f(25, lo=1, help="Euler steps, every one analysed (paper: 100)")
-    batch_size: int = cfgmod._f(32, lo=1)
-    seed: int = cfgmod._f(0, lo=0, help="noise seed: image i uses (seed, i), as the sample stage")
-    cut: int = cfgmod._f(36, lo=1, hi=63, help="first zig-zag index of the high band (36: u + v >= 8)")
+    num_images: int = cfgmod.param(32, lo=1, help="images per model (paper: 10K)")
+    num_steps: int = cfgmod.param(25, lo=1, help="Euler steps, every one analysed (paper: 100)")
+    batch_size: int = cfgmod.param(32, lo=1)
+    seed: int = cfgmod.param(0, lo=0, help="noise seed: image i uses (seed, i), as the sample stage")
+    cut: int = cfgmod.param(36, lo=1, hi=63, help="first zig-zag index of the high band (36: u + v >= 8)")
 
 
 def spectrum_params(p: cfgmod.Params) -> SpectrumParams:
     """The `spectrum:` section, validated like the core sections (ConfigError naming each bad key)."""
     problems: list[tuple[str, str]] = []
-    sp = cfgmod._build(SpectrumParams, p.extra.get("spectrum", {}), "spectrum", problems)
+    sp = cfgmod.build_section(SpectrumParams, p.extra.get("spectrum", {}), "spectrum", problems)
     if problems:
         raise cfgmod.ConfigError(problems)
     return sp

@@ -2,7 +2,7 @@
 
 Outputs in runs/<model>/: final.pt (EMA weights), eval_ckpts/ (EMA weights on train.eval_ckpt_steps, for the
 convergence curve), ckpt/ (rotated resume points; DVC keeps them between runs), train_log.jsonl and
-train_curve.json (loss, images/s per logged step), train_summary.json (metrics).
+train_curve.json (loss, images/s per logged step); metrics/train/<model>.json (summary, DVC metrics).
 
 Killed at any point (even SIGKILL), the same command resumes from the last checkpoint and ends with the weights
 an uninterrupted run would have. Changing a parameter that changes the training trajectory starts over.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deco_bench import config as cfgmod
-from deco_bench.io import atomic_write_json, load_npz
+from deco_bench.io import atomic_write_json, check_free_space, load_npz
 from deco_bench.stages import _common
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import cleanup, init_distributed
@@ -84,7 +84,7 @@ def reconcile_outputs(run_dir: Path, meta: dict, eval_steps: list[int]) -> str:
     return f"resuming from step {found[-1][0]}"
 
 
-def run(params_path: str, name: str, data_dir: Path, out: Path) -> None:
+def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Path) -> None:
     p = _common.setup(params_path)
     _common.relaunch_with_torchrun(p, "deco_bench.stages.train", sys.argv[1:])
     from deco_bench.models import build_model, count_parameters
@@ -99,6 +99,10 @@ def run(params_path: str, name: str, data_dir: Path, out: Path) -> None:
     barrier()
     torch.manual_seed(p.run.seed)  # model initialisation is part of the run's definition
     net = build_model(model_cfg)
+    if dist_info.is_main:  # resume checkpoints (weights + EMA + 2 AdamW moments) + eval checkpoints, float32
+        n_bytes = 4 * count_parameters(net)
+        check_free_space(out, n_bytes * (4 * (p.train.keep_last + 1) + len(p.train.eval_ckpt_steps) + 1),
+                         f"train@{name} (checkpoints)")
     dataset = load_dataset(p, data_dir)
     encoder = build_encoder(p, model_cfg) if entry.repa_weight > 0 else None
     if dist_info.is_main:
@@ -124,7 +128,7 @@ def run(params_path: str, name: str, data_dir: Path, out: Path) -> None:
         atomic_write_json(out / "train_curve.json", [
             {k: r[k] for k in ("step", "loss", "fm", "freqfm", "repa", "images_per_s", "elapsed_s") if k in r}
             for r in log])
-        atomic_write_json(out / "train_summary.json", {
+        atomic_write_json(summary_path, {
             "model": name, "preset": entry.preset, "params_m": count_parameters(net) / 1e6, "steps": result.step,
             "final_loss": last.get("loss"), "images_per_s_median": float(np.median(speeds)) if speeds else None,
             "wall_s": last.get("elapsed_s"), "device": str(dist_info.device), "world_size": dist_info.world_size,
@@ -139,8 +143,10 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a key of `models` in params.yaml")
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--out", type=Path, default=None, help="default: runs/<model>")
+    ap.add_argument("--summary", type=Path, default=None, help="default: metrics/train/<model>.json")
     args = ap.parse_args()
-    _common.main_wrapper(lambda: run(args.params, args.model, args.data, args.out or Path("runs") / args.model))
+    _common.main_wrapper(lambda: run(args.params, args.model, args.data, args.out or Path("runs") / args.model,
+                                     args.summary or Path("metrics/train") / f"{args.model}.json"))
 
 
 if __name__ == "__main__":

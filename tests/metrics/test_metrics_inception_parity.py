@@ -31,7 +31,8 @@ def fidelity(adm_batches, inception_weights):
         input1=_Images(adm_batches["samples"]), input2=_Images(adm_batches["ref"]),
         isc=True, fid=True, kid=True, prc=True, cuda=False, batch_size=8, cache=False, verbose=False,
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=inception_weights,
-        feature_extractor_internal_dtype="float64",
+        feature_extractor_internal_dtype="float64",  # NB: torch-fidelity 0.4.0 runs float32 for this
+        save_cpu_ram=True,  # no DataLoader worker processes (2 shared cores)
         isc_splits=1,  # ADM's splits of 5,000 on 20 images = one split (shuffle order is then irrelevant)
         kid_subset_size=N_SAMPLES,  # our subset size is capped at the set size: same draws, same RNG order
     )
@@ -56,17 +57,18 @@ def test_fid_is_kid_match_torch_fidelity(ours, fidelity):
 
 def test_precision_recall_match_torch_fidelity(ours, fidelity):
     # same k=3 manifold estimator (squared vs plain distances order identically)
-    assert ours[api.PRECISION] == pytest.approx(fidelity["precision"], abs=1e-12)
-    assert ours[api.RECALL] == pytest.approx(fidelity["recall"], abs=1e-12)
+    assert ours[api.PRECISION] == pytest.approx(fidelity["precision"], abs=1e-6)
+    assert ours[api.RECALL] == pytest.approx(fidelity["recall"], abs=1e-6)
 
 
 def test_features_do_not_depend_on_batch_size(adm_batches, extractor, inception_feats):
     from deco_bench.metrics.features import extract
 
+    assert extractor.net.fc.weight.dtype == torch.float64  # torch-fidelity's own float64 switch is a no-op
     images = adm_batches["samples"][:6]
     odd = extract([images[:1], images[1:4], images[4:6]], extractor)  # batch sizes 1, 3, 2
-    for name in ("pool", "logits", "spatial"):
-        np.testing.assert_array_equal(odd[name], inception_feats["samples"][name][:6])
+    for name in ("pool", "logits", "spatial"):  # float64 end to end: equal to ~1e-13, not just to float32 eps
+        np.testing.assert_allclose(odd[name], inception_feats["samples"][name][:6], rtol=1e-10, atol=1e-12)
 
 
 def test_spatial_is_mixed_6d_branch1x1_first_7_channels_nhwc(adm_batches, extractor):
@@ -74,7 +76,7 @@ def test_spatial_is_mixed_6d_branch1x1_first_7_channels_nhwc(adm_batches, extrac
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
     net, images = extractor.net, adm_batches["samples"][:2]
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).double()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).to(extractor.dtype)
     x = (interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False) - 128) / 128
     with torch.no_grad():
         for name in ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
@@ -82,12 +84,12 @@ def test_spatial_is_mixed_6d_branch1x1_first_7_channels_nhwc(adm_batches, extrac
                      "Mixed_6c"]:
             x = getattr(net, name)(x)
         conv = net.Mixed_6d.branch1x1(x)  # (2, 192, 17, 17)
-    expected = conv[:, :7].permute(0, 2, 3, 1).reshape(2, 2023).float().numpy()
+    expected = conv[:, :7].permute(0, 2, 3, 1).reshape(2, 2023).numpy()
     got = extractor(images)["spatial"]
     assert got.shape == (2, 17 * 17 * 7)
-    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     # channel-major (NCHW) flattening would be a different vector: the order is really being checked
-    assert not np.array_equal(got, conv[:, :7].reshape(2, 2023).float().numpy())
+    assert not np.allclose(got, conv[:, :7].reshape(2, 2023).numpy())
 
 
 def test_compute_metrics_end_to_end(adm_batches, inception_weights, inception_sha, inception_feats, ours):

@@ -12,11 +12,11 @@ MODELS = ("deco", "baseline", "deco_no_freqfm")
 
 
 def write_samples(root: Path, model: str, n: int = 16, side: int = 8, classes: int = 4) -> None:
-    rng = np.random.default_rng(abs(hash(model)) % 2**32)
+    rng = np.random.default_rng(sum(map(ord, model)))
     images = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
     labels = np.arange(n) % classes
-    (root / "runs" / model).mkdir(parents=True, exist_ok=True)
-    np.savez(root / "runs" / model / "samples.npz", arr_0=images, labels=labels)
+    (root / "previews").mkdir(parents=True, exist_ok=True)
+    np.savez(root / "previews" / f"{model}.npz", arr_0=images, labels=labels)
 
 
 @pytest.fixture

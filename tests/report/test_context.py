@@ -101,7 +101,7 @@ def test_nothing_ran_renders_every_message(tmp_path: Path):
     html = _render(tmp_path)
     text = _text(html)
     for msg in ("The evaluate stage did not run (no metrics/deco.json).",
-                "The sample stage did not run (no runs/<model>/samples.npz).",
+                "The sample stage did not run (no previews/<model>.npz).",
                 "The spectrum stage did not run", "The bench stage did not run", "The ablation stage did not run",
                 "The convergence stage did not run", "No dvc.lock"):
         assert msg in text

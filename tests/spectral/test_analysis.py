@@ -203,3 +203,35 @@ def test_fig4_svg_draws_one_line_per_curve_in_the_unit_box():
     assert points[1][1] == points[63][1] and points[0][0] < points[63][0]
     with pytest.raises(ValueError):
         fig4_svg({("deco", "dit_out"): curve[:10]})
+
+
+def test_spectrum_stage_writes_curves_ratios_and_plot(tmp_path):
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from deco_bench.io import atomic_torch_save
+    from deco_bench.profiles import resolve
+    from deco_bench.stages.spectrum import run
+
+    raw = resolve("default", Path(__file__).resolve().parents[2] / "experiments")
+    raw["models"] = {"deco": {"preset": "deco-tiny"}, "baseline": {"preset": "baseline-tiny", "freqfm_weight": 0.0}}
+    raw["spectrum"] = {"num_images": 2, "num_steps": 2, "batch_size": 2}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    weights = {}
+    for name in ("deco", "baseline"):
+        model = _model(f"{name}-tiny")
+        weights[name] = tmp_path / f"{name}.pt"
+        atomic_torch_save({"step": 0, "ema": model.state_dict(),
+                           "meta": {"model_config": dataclasses.asdict(model.config)}}, weights[name])
+    run(str(tmp_path / "params.yaml"), weights, tmp_path / "out")
+    result = json.loads((tmp_path / "out" / "spectrum.json").read_text())
+    for tensor in ("dit_out", "velocity"):
+        deco, base = result["models"]["deco"][tensor], result["models"]["baseline"][tensor]
+        assert max(deco["curve"]) == 1.0 and len(deco["per_step"]["curve"]) == 2
+        ratio = result["ratio_deco_over_baseline"][tensor]["high_share"]
+        assert ratio == pytest.approx(deco["high_share"] / base["high_share"])
+    root = ET.fromstring((tmp_path / "out" / "fig4.svg").read_text())
+    assert len([e for e in root.iter() if e.tag.endswith("polyline")]) == 4
