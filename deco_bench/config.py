@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +170,11 @@ def _check_value(key: str, value: Any, tp: Any, meta: Mapping[str, Any], problem
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a YAML integer beyond float range
+                problems.append((key, "got an integer too large for a float; must be a finite number"))
+                return value
             if not math.isfinite(value):
                 problems.append((key, f"got {value!r}; must be a finite number"))
                 return value
@@ -198,7 +203,7 @@ def _build(cls: type, raw: Any, prefix: str, problems: list) -> Any:
         raw = {}
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)
     for k in unknown:
         problems.append((f"{prefix}.{k}", f"unknown key; accepted keys: {', '.join(sorted(fields))}"))
     values = {}
@@ -217,53 +222,78 @@ def _build(cls: type, raw: Any, prefix: str, problems: list) -> Any:
 
 
 def _check_combinations(p: Params, problems: list) -> None:
+    """Checks that involve several keys. A check runs only when every key it reads passed its own type and range
+    check, so one parameter file yields all its problems at once and a wrongly typed value cannot crash a check."""
+    from deco_bench.data.embedded import MAX_EMBEDDED_CLASSES
     from deco_bench.models import PRESETS, ModelConfig
+
+    reported = [k for k, _ in problems]
+
+    def ok(*keys: str) -> bool:
+        return not any(r == k or r.startswith(k + ".") or k.startswith(r + ".") for r in reported for k in keys)
 
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     for name, m in p.models.items():
         key = f"models.{name}"
+        if not ok(f"{key}.preset", f"{key}.arch"):
+            continue
         if m.preset not in PRESETS:
             problems.append((f"{key}.preset", f"unknown preset {m.preset!r}; accepted values: {', '.join(sorted(PRESETS))}"))
             continue
-        bad = sorted(set(m.arch) - model_fields)
+        bad = sorted(set(m.arch) - model_fields, key=str)
         for b in bad:
             problems.append((f"{key}.arch.{b}", f"unknown architecture field; accepted: {', '.join(sorted(model_fields))}"))
-        if bad:
+        if bad or not ok("data.num_classes"):
             continue
-        cfg = dataclasses.replace(PRESETS[m.preset], **m.arch)
-        if p.data.resolution % cfg.patch_size:
+        # As model_config() builds it: the data's class count unless the entry overrides it. ModelConfig checks
+        # its own fields; its ValueError is reported under the arch key it names instead of escaping.
+        try:
+            cfg = dataclasses.replace(PRESETS[m.preset], **{"num_classes": p.data.num_classes, **m.arch})
+        except (TypeError, ValueError) as e:
+            named = re.search(r"ModelConfig\.(\w+)", str(e))
+            field_key = f"{key}.arch.{named.group(1)}" if named and named.group(1) in m.arch else f"{key}.arch"
+            problems.append((field_key, f"{e} (preset {m.preset} with arch {m.arch})"))
+            continue
+        if ok("data.resolution") and p.data.resolution % cfg.patch_size:
             problems.append(("data.resolution", f"{p.data.resolution} is not divisible by the patch size "
                                                 f"{cfg.patch_size} of {key} ({m.preset})"))
-        if cfg.kind == "deco" and cfg.patch_size % cfg.decoder_patch_size:
-            problems.append((f"{key}.arch.decoder_patch_size", f"{cfg.decoder_patch_size} must divide the DiT patch "
-                                                               f"size {cfg.patch_size}"))
-        if cfg.hidden_size % cfg.num_heads:
-            problems.append((f"{key}.arch.hidden_size", f"{cfg.hidden_size} is not divisible by num_heads {cfg.num_heads}"))
-        if p.train.repa_encoder != "none" and m.repa_weight > 0 and p.train.repa_align_layer > cfg.depth:
+        if (ok("train.repa_encoder", "train.repa_align_layer", f"{key}.repa_weight") and p.train.repa_encoder != "none"
+                and m.repa_weight > 0 and p.train.repa_align_layer > cfg.depth):
             problems.append(("train.repa_align_layer", f"{p.train.repa_align_layer} exceeds the {cfg.depth} DiT blocks "
                                                        f"of {key}; accepted: 1..{cfg.depth}"))
         if cfg.num_classes < p.data.num_classes:
             problems.append((f"{key}", f"the model has {cfg.num_classes} classes but data.num_classes is "
                                        f"{p.data.num_classes}"))
-    world = p.run.nproc * p.run.nnodes
-    if p.train.global_batch % (world * p.train.grad_accum):
-        problems.append(("train.global_batch", f"{p.train.global_batch} is not divisible by processes x grad_accum = "
-                                               f"{world} x {p.train.grad_accum}"))
+    if (ok("data.source", "data.num_classes") and p.data.source == "embedded"
+            and p.data.num_classes > MAX_EMBEDDED_CLASSES):
+        problems.append(("data.num_classes", f"{p.data.num_classes} classes; the embedded dataset has 1.."
+                                             f"{MAX_EMBEDDED_CLASSES} (one per bundled photograph)"))
+    if ok("run.nproc", "run.nnodes", "train.global_batch", "train.grad_accum"):
+        world = p.run.nproc * p.run.nnodes
+        if p.train.global_batch % (world * p.train.grad_accum):
+            problems.append(("train.global_batch", f"{p.train.global_batch} is not divisible by processes x "
+                                                   f"grad_accum = {world} x {p.train.grad_accum}"))
     gi = p.sample.guidance_interval
-    if (len(gi) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gi)):
+    if not ok("sample.guidance_interval"):
+        pass
+    elif len(gi) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gi):
         problems.append(("sample.guidance_interval", f"got {gi!r}; expected [lo, hi] with 0 <= lo < hi <= 1"))
     elif not (0.0 <= gi[0] < gi[1] <= 1.0):
         problems.append(("sample.guidance_interval", f"got {gi!r}; expected 0 <= lo < hi <= 1 (reversed or outside [0, 1])"))
     steps = p.train.eval_ckpt_steps
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= p.train.steps for s in steps):
+    if not ok("train.eval_ckpt_steps", "train.steps"):
+        pass
+    elif not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= p.train.steps for s in steps):
         problems.append(("train.eval_ckpt_steps", f"got {steps!r}; expected integers in 1..train.steps ({p.train.steps})"))
     elif list(steps) != sorted(set(steps)):
         problems.append(("train.eval_ckpt_steps", f"got {steps!r}; expected strictly increasing steps"))
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in p.sample.seeds):
+    if ok("sample.seeds") and not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in p.sample.seeds):
         problems.append(("sample.seeds", f"got {p.sample.seeds!r}; expected a list of non-negative integers"))
-    if p.data.source == "embedded" and p.evaluate.feature_space == "inception" and not p.evaluate.inception_weights:
+    if (ok("data.source", "evaluate.feature_space", "evaluate.inception_weights") and p.data.source == "embedded"
+            and p.evaluate.feature_space == "inception" and not p.evaluate.inception_weights):
         problems.append(("evaluate.inception_weights", "feature_space 'inception' needs a local Inception weights file"))
-    if p.train.repa_encoder == "dinov2-b14" and not p.train.repa_encoder_weights:
+    if (ok("train.repa_encoder", "train.repa_encoder_weights") and p.train.repa_encoder == "dinov2-b14"
+            and not p.train.repa_encoder_weights):
         problems.append(("train.repa_encoder_weights", "repa_encoder 'dinov2-b14' needs a local weights file path"))
 
 
@@ -273,7 +303,7 @@ def parse_params(raw: Any) -> Params:
     if not isinstance(raw, Mapping):
         raise ConfigError([("<root>", f"expected a mapping of sections, got {type(raw).__name__}")])
     known = set(_SECTIONS) | {"models"} | set(EXTRA_SECTIONS)
-    for k in sorted(set(raw) - known):
+    for k in sorted(set(raw) - known, key=str):
         problems.append((str(k), f"unknown section; accepted: {', '.join(sorted(known))}"))
     sections = {name: _build(cls, raw.get(name, {}), name, problems) for name, cls in _SECTIONS.items()}
     models_raw = raw.get("models")
@@ -288,8 +318,7 @@ def parse_params(raw: Any) -> Params:
         if not isinstance(v, Mapping):
             problems.append((k, f"expected a mapping, got {type(v).__name__}"))
     params = Params(models=models, extra=dict(extra), **sections)
-    if not problems:
-        _check_combinations(params, problems)
+    _check_combinations(params, problems)
     if problems:
         raise ConfigError(problems)
     return params
@@ -301,7 +330,7 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
         raise ConfigError([(str(path), "parameter file not found")])
     try:
         raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: e.g. an integer literal beyond Python's 4300 digits
         raise ConfigError([(str(path), f"not valid YAML: {e}")]) from e
     return parse_params(raw)
 

@@ -23,12 +23,13 @@ Pure maths; the stage (deco_bench/stages/convergence.py) does the sampling, the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from deco_bench.config import ConfigError, Params, _build, _f
+from deco_bench.config import ConfigError, Params, build_section, param
 from deco_bench.metrics.bootstrap import CI_LEVEL
 
 EXACT, LOWER_BOUND, UPPER_BOUND, INDETERMINATE = "interpolated", "lower_bound", "upper_bound", "indeterminate"
@@ -39,13 +40,13 @@ EXACT, LOWER_BOUND, UPPER_BOUND, INDETERMINATE = "interpolated", "lower_bound", 
 
 @dataclass(frozen=True)
 class ConvergenceParams:
-    deco: str = _f("deco", help="the model whose speed-up is measured (a key of `models`)")
-    baseline: str = _f("baseline", help="the model it is measured against (a key of `models`)")
-    metric: str = _f("auto", help="auto: fd_embed (embed feature space) or fid (inception); any metric key")
-    num_images: int = _f(64, lo=2, help="samples per checkpoint (fewer than sample.num_images: 2 models x K ckpts)")
-    num_steps: int = _f(10, lo=1, help="sampler steps per image for the curve")
-    target: Literal["best", "final"] = _f("best", help="the baseline value DeCo must reach")
-    bootstrap: int = _f(100, lo=0, help="bootstrap replicates for the curve and speed-up intervals (0: none)")
+    deco: str = param("deco", help="the model whose speed-up is measured (a key of `models`)")
+    baseline: str = param("baseline", help="the model it is measured against (a key of `models`)")
+    metric: str = param("auto", help="auto: fd_embed (embed feature space) or fid (inception); any metric key")
+    num_images: int = param(64, lo=2, help="samples per checkpoint (fewer than sample.num_images: 2 models x K ckpts)")
+    num_steps: int = param(8, lo=1, help="sampler steps per image for the curve")
+    target: Literal["best", "final"] = param("best", help="the baseline value DeCo must reach")
+    bootstrap: int = param(40, lo=0, help="bootstrap replicates for the curve and speed-up intervals (0: none)")
 
 
 def parse_convergence(p: Params) -> ConvergenceParams:
@@ -53,7 +54,7 @@ def parse_convergence(p: Params) -> ConvergenceParams:
     from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
 
     problems: list[tuple[str, str]] = []
-    conv = _build(ConvergenceParams, p.extra.get("convergence", {}), "convergence", problems)
+    conv = build_section(ConvergenceParams, p.extra.get("convergence", {}), "convergence", problems)
     for key in ("deco", "baseline"):
         name = getattr(conv, key)
         if name not in p.models:
@@ -221,10 +222,14 @@ def bootstrap_speedup(baseline_steps: Sequence[float], baseline_reps: np.ndarray
 
 
 def percentile_with_never(values: Sequence[float | None], level: float = CI_LEVEL) -> tuple:
-    """Percentile interval where None ("never reached") ranks below every number; an end on None is None."""
-    x = np.array([-np.inf if v is None else v for v in values], np.float64)
-    lo, hi = np.quantile(x, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")  # no interpolation
-    return (None if np.isneginf(lo) else float(lo), None if np.isneginf(hi) else float(hi))
+    """Percentile interval where None ("never reached") ranks below every number; an end on None is None.
+
+    Order statistics k and n-1-k of the sorted values, k = ceil(n (1 - level) / 2) - 1 (no interpolation, which
+    would be meaningless next to "never"; symmetric, and at least as wide as numpy's interpolated percentiles).
+    """
+    x = sorted(values, key=lambda v: -math.inf if v is None else v)
+    k = max(0, math.ceil(len(x) * (1 - level) / 2 - 1e-9) - 1)
+    return x[k], x[len(x) - 1 - k]
 
 
 # ------------------------------------------------------------------------------------------------ wording
@@ -290,8 +295,8 @@ def summarise(points: Mapping[str, list], logs: Mapping[str, Mapping[str, Sequen
                 out["fraction_reached"] = bs.fraction_reached
                 if None in bs.interval:
                     out["reasons"]["interval"] = (f"{deco} does not reach the target in "
-                                                  f"{100 * (1 - bs.fraction_reached):.0f}% of bootstrap replicates: "
-                                                  f"no bound on that side (None)")
+                                                  f"{100 * (1 - bs.fraction_reached):.0f}% of bootstrap replicates: an "
+                                                  f"interval end that falls there has no bound (None)")
     else:
         out["reasons"]["interval"] = "no bootstrap replicates (convergence.bootstrap is 0, or counts differ)"
     if r.speedup is None:

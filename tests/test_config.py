@@ -204,6 +204,9 @@ def test_root_and_yaml_level_errors(tmp_path):
     bad_yaml.write_text("train: {steps: [1, \n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad_yaml)
+    bad_yaml.write_text("train:\n  steps: " + "9" * 5000 + "\n")  # beyond Python's int parsing limit
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad_yaml)
 
 
 def test_non_string_yaml_keys_are_named_not_crashed(tmp_path):
@@ -244,8 +247,10 @@ def test_cli_check_subprocess_exit_code_and_no_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    assert r.stderr.splitlines()[0] == "error: 1 invalid parameter(s):"
-    assert "models.deco.preset" in r.stderr
+    # deco's unknown preset, and the resolution against the patch size of the two variants whose preset is known
+    assert r.stderr.splitlines()[0] == "error: 3 invalid parameter(s):"
+    assert "  - models.deco.preset: unknown preset 'nope'" in r.stderr
+    assert r.stderr.count("  - data.resolution: 30 is not divisible") == 2
 
 
 # ---- property test: randomly broken parameter files ------------------------------------------------------------
@@ -384,3 +389,23 @@ def test_randomly_broken_parameters_are_rejected_by_key(raw):
     assert isinstance(result, Params)
     assert result.train.lr > 0 and math.isfinite(result.train.lr)
     assert result.data.resolution % 1 == 0 and all(isinstance(m, ModelEntry) for m in result.models.values())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=broken_params(), edits=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(
+    ["", ":", " ", "\n", "-", "[", "{", "!!binary", "2024-01-01", "? ", "&a", "*a", "~", "\t", "'", "1e999"])),
+    min_size=0, max_size=3))
+def test_randomly_damaged_parameter_files_give_config_errors(tmp_path_factory, raw, edits):
+    """The same through the file: damaged YAML text is a ConfigError naming the file or a key, never a crash."""
+    text = yaml.safe_dump(raw, sort_keys=False)
+    for where, insert in edits:  # splice text in at random places, replacing one character
+        i = int(where * len(text))
+        text = text[:i] + insert + text[i + 1:]
+    f = tmp_path_factory.mktemp("damaged") / "params.yaml"
+    f.write_text(text)
+    try:
+        load_params(f)
+    except ConfigError as e:
+        assert e.problems and all(isinstance(k, str) and k and m for k, m in e.problems)
+    except Exception:
+        pytest.fail(f"load_params crashed on:\n{text}\n" + traceback.format_exc())

@@ -57,7 +57,7 @@ class NvmlDevice:
             "gpu_util_pct": util if isinstance(util, NotAvailable) else float(util.gpu),
             "mem_util_pct": util if isinstance(util, NotAvailable) else float(util.memory),
             "mem_used_bytes": mem if isinstance(mem, NotAvailable) else float(mem.used),
-            "power_w": self._query(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0),  # milliwatts
+            "power_w": self._whole_gpu() or self._query(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0),  # mW
             "sm_clock_mhz": self._query(lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
             "mem_clock_mhz": self._query(lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)),
             "temperature_c": self._query(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
@@ -70,8 +70,15 @@ class NvmlDevice:
             where = " (MIG mode is enabled)" if self.mig else ""
             return NotAvailable(f"NVML: {e}{where}")
 
+    def _whole_gpu(self) -> NotAvailable | None:
+        # Under MIG, power and the energy counter belong to the whole GPU (every instance): not ours to report.
+        if self.mig:
+            return NotAvailable("not measured: MIG mode is enabled and NVML power/energy cover the whole GPU, "
+                                "not this instance")
+        return None
+
     def energy_mj(self) -> float | NotAvailable:
-        return self._query(lambda: self.nv.nvmlDeviceGetTotalEnergyConsumption(self.handle))
+        return self._whole_gpu() or self._query(lambda: self.nv.nvmlDeviceGetTotalEnergyConsumption(self.handle))
 
     def info(self) -> dict:
         nv = self.nv
@@ -88,17 +95,36 @@ class NvmlDevice:
 
 
 def open_device(index: int = 0) -> tuple[NvmlDevice | None, str | None]:
-    """NVML handle of CUDA device `index` (ordinal; CUDA_VISIBLE_DEVICES remapping is not applied by NVML)."""
+    """NVML handle of CUDA device `index`. NVML numbers GPUs without CUDA_VISIBLE_DEVICES, so the device is found
+    by its PCI bus id when torch reports one, by index otherwise."""
     try:
         import pynvml
     except ImportError:
         return None, "not measured: nvidia-ml-py (pynvml) is not installed"
     try:
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        handle = None
+        bus = _pci_bus_id(index)
+        if bus is not None:
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus)
+            except pynvml.NVMLError:
+                handle = None
+        if handle is None:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
     except pynvml.NVMLError as e:
         return None, f"not measured: NVML unavailable ({e})"
     return NvmlDevice(pynvml, handle, index), None
+
+
+def _pci_bus_id(index: int) -> str | None:
+    try:
+        import torch
+
+        p = torch.cuda.get_device_properties(index)
+        return f"{p.pci_domain_id:08x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0"
+    except (AttributeError, RuntimeError, AssertionError):
+        return None
 
 
 class NvmlSampler:

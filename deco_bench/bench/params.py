@@ -8,7 +8,7 @@ key at once and raises one ConfigError naming each bad key, like config.py does 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from deco_bench.config import ConfigError
@@ -83,13 +83,14 @@ def _sizes(raw: Any, problems: list) -> tuple[BenchSize, ...]:
             continue
         for k in sorted(set(item) - {"resolution", "train_batch", "sample_batch"}):
             problems.append((f"{key}.{k}", "unknown key; accepted keys: resolution, sample_batch, train_batch"))
-        missing = [k for k in ("resolution", "train_batch", "sample_batch") if k not in item]
-        for k in missing:
-            problems.append((f"{key}.{k}", "missing required key"))
-        if missing:
-            continue
-        out.append(BenchSize(_int(item, "resolution", key, 8, 32, problems), _int(item, "train_batch", key, 1, 1, problems),
-                             _int(item, "sample_batch", key, 1, 1, problems)))
+        values = {}
+        for k, lo in (("resolution", 8), ("train_batch", 1), ("sample_batch", 1)):
+            if k in item:
+                values[k] = _int(item, k, key, lo, lo, problems)
+            else:
+                problems.append((f"{key}.{k}", "missing required key"))
+        if len(values) == 3:
+            out.append(BenchSize(**values))
     return tuple(out)
 
 
@@ -192,7 +193,7 @@ def paper_gpu_profile() -> BenchParams:
         models=("deco", "baseline"),
         sizes=(BenchSize(256, 32, 64), BenchSize(512, 16, 32)),
         precision="bf16", compile=(False,), warmup=3, repeats=7,
-        sampling=(SampleSetting("euler100_cfg3.2", 100, 3.2, (0.1, 1.0)), SampleSetting("euler50", 50, 1.0)),
+        sampling=(SampleSetting("euler100_cfg", 100, 3.2, (0.1, 1.0)), SampleSetting("euler50", 50, 1.0)),
         sample_repeats=5, sample_timed_steps=10, repa_encoder="dinov2-b14", nvml_interval_s=0.05)
 
 

@@ -221,9 +221,30 @@ def bench_train(spec: ModelSpec, size: BenchSize, bp: BenchParams, device, dtype
             "memory": mem, **_nvml_fields(nvml, telemetry), **_mfu(flops_train, ips["median"], peak)}
 
 
+def _per_step(cache: dict, kind: str, net, cfg, k: int, cfg_scale: float, common: dict, warmup: int,
+              bp: BenchParams, device, telemetry, unguided: tuple | None = None):
+    """Seconds per unguided (or guided) Euler step at one batch, from k-step runs; cached per (kind, batch) so
+    that several settings of one model share the measurement (guided cost does not depend on the CFG scale)."""
+    key = (kind, common["batch"])
+    if key not in cache:
+        run = build_sampler_run(net, cfg, num_steps=k, cfg_scale=cfg_scale, guidance_interval=(0.0, 1.0), **common)
+        stats, mem, nvml = measure(run, warmup=warmup, repeats=bp.sample_repeats, device=device,
+                                   telemetry=telemetry, items_per_call=0)
+        e_call = nvml["energy_j"] / bp.sample_repeats if nvml and nvml.get("energy_j") is not None else None
+        if kind == "unguided":
+            per = [t / k for t in stats.times_s]
+            e_step = e_call / k if e_call is not None else None
+        else:  # a k-step run guided on (0, 1]: step 0 (t = 0) is unguided, the other k - 1 are guided
+            per = [(t - u) / (k - 1) for t, u in zip(stats.times_s, unguided[0])]
+            e_step = (e_call - unguided[3]) / (k - 1) if e_call is not None and unguided[3] is not None else None
+        cache[key] = (per, mem, nvml, e_step)
+    return cache[key]
+
+
 def bench_sample(net, cfg, setting: SampleSetting, batch: int, size: BenchSize, bp: BenchParams, device, dtype,
-                 telemetry: Telemetry, flops_fwd: int, peak: dict) -> dict:
+                 telemetry: Telemetry, flops_fwd: int, peak: dict, cache: dict | None = None) -> dict:
     n, k = setting.num_steps, bp.sample_timed_steps
+    cache = {} if cache is None else cache
     n_guided = guided_step_count(setting)
     common = dict(batch=batch, resolution=size.resolution, device=device, dtype=dtype)
     warmup = min(bp.warmup, 1)  # a sampling run is many model calls: one untimed run warms every kernel
@@ -242,19 +263,13 @@ def bench_sample(net, cfg, setting: SampleSetting, batch: int, size: BenchSize, 
     else:
         if k < 2:
             raise ValueError("bench.sample_timed_steps must be 0 or >= 2 (a guided k-step run has k - 1 guided steps)")
-        unguided = build_sampler_run(net, cfg, num_steps=k, cfg_scale=1.0, guidance_interval=(0.0, 1.0), **common)
-        su, mem_u, nv_u = measure(unguided, warmup=warmup, repeats=bp.sample_repeats, device=device,
-                                  telemetry=telemetry, items_per_call=0)
-        per_u = [t / k for t in su.times_s]
-        per_g = [None] * len(per_u)
-        mem, nvml = mem_u, nv_u
+        unguided = _per_step(cache, "unguided", net, cfg, k, 1.0, common, warmup, bp, device, telemetry)
+        per_u, mem, nvml, e_u = unguided
+        per_g, e_g = [None] * len(per_u), None
         if n_guided:
-            # a k-step run guided on (0, 1]: step 0 (t = 0) is unguided, the other k - 1 are guided
-            guided = build_sampler_run(net, cfg, num_steps=k, cfg_scale=setting.cfg_scale,
-                                       guidance_interval=(0.0, 1.0), **common)
-            sg, mem, nvml = measure(guided, warmup=warmup, repeats=bp.sample_repeats, device=device,
-                                    telemetry=telemetry, items_per_call=0)
-            per_g = [(tg - u) / (k - 1) for tg, u in zip(sg.times_s, per_u)]
+            mem_u = mem
+            per_g, mem, nvml, e_g = _per_step(cache, "guided", net, cfg, k, setting.cfg_scale, common, warmup, bp,
+                                              device, telemetry, unguided)
             mem = {key: max(v, mem_u[key]) if isinstance(v, int) and isinstance(mem_u[key], int) else v
                    for key, v in mem.items()}  # the peak over both runs
         totals = [n_guided * (g or 0.0) + (n - n_guided) * u for g, u in zip(per_g, per_u)]
@@ -263,12 +278,17 @@ def bench_sample(net, cfg, setting: SampleSetting, batch: int, size: BenchSize, 
                                       f"+ n_unguided x (unguided step), each step's cost from its own k-step run",
             "s_per_unguided_step": statistics.median(per_u),
             "s_per_guided_step": statistics.median(per_g) if n_guided else None}
-        out["timer"] = su.timer
-        if nvml is not None:  # energy per image is undefined for an extrapolated run
-            nvml = {**nvml, "energy_j_per_image": None,
-                    "energy_reason": "not measured: the trajectory was extrapolated from partial runs"}
-    ips = spread([batch / t for t in totals])
-    out.update(s_per_image=spread([t / batch for t in totals]), images_per_s=ips, s_per_batch=spread(totals),
+        out["timer"] = "cuda_events" if device.type == "cuda" else "perf_counter"
+        if nvml is not None:  # energy extrapolated like the time, from the energy counter of the partial runs
+            if e_u is not None and (e_g is not None or not n_guided):
+                nvml = {**nvml, "energy_j_per_image": (n_guided * (e_g or 0.0) + (n - n_guided) * e_u) / batch,
+                        "energy_reason": "extrapolated like the time: energy per guided/unguided step x steps"}
+            else:
+                nvml = {**nvml, "energy_j_per_image": None,
+                        "energy_reason": nvml.get("energy_reason") or "energy counter unavailable"}
+    per_batch = spread(totals)
+    ips = rate_spread(per_batch, batch)
+    out.update(s_per_image=spread([t / batch for t in totals]), images_per_s=ips, s_per_batch=per_batch,
                repeats=len(totals), memory=mem, **_nvml_fields(nvml, telemetry),
                **_mfu(flops_fwd * nfe, ips["median"], peak))
     return out
@@ -366,13 +386,14 @@ def run_benchmark(specs: list[ModelSpec], bp: BenchParams, device: torch.device,
                 entry["params"] = count_parameters(net)
                 model = torch.compile(net) if compile else net
                 sample: dict = {}
+                step_cache: dict = {}
                 for setting in bp.sampling:
                     sample[setting.name] = {}
                     for batch in sorted({1, size.sample_batch}):
                         say(f"{case_id} {s.name}: sampling {setting.name} at batch {batch}")
                         sample[setting.name][f"batch_{batch}"] = _guard(
                             lambda: bench_sample(model, s.cfg, setting, batch, size, bp, device, dtype, telemetry, f_fwd,
-                                                 peak), compile)
+                                                 peak, step_cache), compile)
                 entry["sample"] = sample
                 models[s.name] = entry
                 del net, model

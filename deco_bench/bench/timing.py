@@ -73,9 +73,12 @@ def time_fn(fn: Callable[[], object], *, warmup: int, repeats: int, device: torc
     return TimingStats(tuple(times), warmup, "perf_counter")
 
 
-def rate_spread(stats: TimingStats, items: float) -> dict:
-    """items per second of each repeat, summarised like the times."""
-    return spread([items / t for t in stats.times_s])
+def rate_spread(times: TimingStats | dict, items: float) -> dict:
+    """items per second: `items` over the time statistics (the median rate is items / median time; the rate
+    quartiles are items over the time quartiles), so rates and times always describe the same repeats."""
+    s = spread(times.times_s) if isinstance(times, TimingStats) else times
+    return {"median": items / s["median"], "q1": items / s["q3"], "q3": items / s["q1"], "min": items / s["max"],
+            "max": items / s["min"], "n": s["n"]}
 
 
 __all__ = ["TimingStats", "spread", "synchronize", "time_fn", "rate_spread"]

@@ -109,9 +109,14 @@ def _mu_sigma(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fd_replicate(features: np.ndarray, ref: FeatureStats, device: str):
-    to_ref = FrechetToReference(ref, device)
-    x = torch.as_tensor(features, dtype=torch.float64, device=device)
-    return lambda idx: to_ref(*_stats_on(x[torch.as_tensor(idx, device=device)]))
+    state = {}
+
+    def replicate(idx: np.ndarray) -> float:
+        if not state:  # built on first use: costs an eigendecomposition, wasted when bootstrap == 0
+            state["to_ref"] = FrechetToReference(ref, device)
+            state["x"] = torch.as_tensor(features, dtype=torch.float64, device=device)
+        return state["to_ref"](*_stats_on(state["x"][torch.as_tensor(idx, device=device)]))
+    return replicate
 
 
 # ------------------------------------------------------------------------------------------------ I/O on top

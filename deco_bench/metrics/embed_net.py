@@ -28,8 +28,10 @@ class EmbedNetConfig:
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU())
+    # BatchNorm, not GroupNorm: per-sample normalisation would make the features blind to global colour and
+    # brightness shifts, exactly what an evaluation network must see
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU())
 
 
 class EmbedNet(nn.Module):
@@ -91,12 +93,28 @@ def train_feature_net(images: np.ndarray, labels: np.ndarray, *, epochs: int = 8
             opt.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(order))
+    _recalibrate_batchnorm(model, x_all)
     model.eval()
     with torch.no_grad():
         acc = float((_logits(model, x_all).argmax(1) == y_all).float().mean())
     info = {"epochs": epochs, "seed": seed, "loss_per_epoch": losses, "train_accuracy": acc,
             "num_params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)}
     return model, info
+
+
+@torch.no_grad()
+def _recalibrate_batchnorm(model: EmbedNet, x: torch.Tensor, chunk: int = 512) -> None:
+    """Set BatchNorm running statistics to the exact average over the training images (few steps of momentum
+    averaging leave them far from the final weights' statistics, and eval-mode features would suffer)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the chunks
+    model.train()
+    for i in range(0, len(x), chunk):
+        model(x[i:i + chunk])
+    for bn in bns:
+        bn.momentum = 0.1
 
 
 def _logits(model: EmbedNet, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:

@@ -2,8 +2,11 @@
 
 FID, sFID, fd_embed and FD-DINOv2 are all this one formula on different features:
     d^2 = |mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2))
-computed as ADM's evaluator and clean-fid do (scipy `sqrtm` of the product; retry with eps on the diagonal when the
-product is singular), so a number here equals theirs on the same statistics.
+ADM's evaluator and clean-fid take scipy `sqrtm` of the non-symmetric product sigma1 sigma2 (torch-fidelity: its
+eigenvalues). We use the identity tr((s1 s2)^(1/2)) = tr((A s1 A)^(1/2)) with A = s2^(1/2): A s1 A is symmetric
+PSD, so two symmetric eigendecompositions replace a complex Schur decomposition. Same number (tests: relative
+difference < 1e-6 against clean-fid and torch-fidelity), several times faster at d = 2048, no imaginary parts and
+no "singular product" retry (which is why ADM/clean-fid add 1e-6 to the diagonals; we never need to).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import linalg
 
 from deco_bench.io import DecoBenchError
 
@@ -39,9 +41,8 @@ class FeatureStats:
         return cls(mu=x.mean(axis=0), sigma=np.cov(x, rowvar=False), n=x.shape[0])
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (same algorithm as ADM evaluator.py)."""
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
@@ -49,16 +50,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     for name, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
         if not np.isfinite(a).all():
             raise FrechetError(f"{name} contains NaN or Inf")
-    diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():  # singular product: the TTUR/ADM remedy
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise FrechetError(f"sqrtm has a large imaginary component ({np.max(np.abs(covmean.imag)):.3g})")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    return FrechetToReference(FeatureStats(mu2, sigma2, 0))(mu1, sigma1)
 
 
 def stats_distance(a: FeatureStats, b: FeatureStats) -> float:

@@ -84,6 +84,8 @@ def run(args) -> None:
         device = pick_device(args.device or p.run.device)
     if args.compile:
         bp = dataclasses.replace(bp, compile={"off": (False,), "on": (True,), "both": (False, True)}[args.compile])
+    if not bp.sizes:
+        raise cfgmod.ConfigError([("--resolutions", f"{args.resolutions!r} matched no size of the profile")])
     check_sizes(specs, bp)
     telemetry = Telemetry(device, bp.nvml_interval_s)
     body = run_benchmark(specs, bp, device, telemetry=telemetry,

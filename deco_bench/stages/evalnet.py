@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from deco_bench.io import atomic_write_json, load_npz
 from deco_bench.stages import _common
 
@@ -22,14 +24,19 @@ def run(params_path: str, data_dir: Path, out: Path) -> None:
         (out / "net.pt").write_bytes(b"")  # declared output; empty = not used
         return
     from deco_bench.metrics import save_feature_net, train_feature_net
+    from deco_bench.metrics.embed_net import extract
 
     train = load_npz(data_dir / "train.npz", ["images", "labels"])
     ref = load_npz(data_dir / "reference.npz", ["arr_0", "labels"])
     model, info = train_feature_net(train["images"], train["labels"], epochs=p.evaluate.evalnet_epochs,
-                                    seed=p.run.seed, width=p.evaluate.evalnet_width,
-                                    val_images=ref["arr_0"], val_labels=ref["labels"])
+                                    seed=p.run.seed, width=p.evaluate.evalnet_width)
+    # Held-out accuracy on the reference crops: a feature space that cannot tell the classes apart would make
+    # every FD/IS/PR number meaningless, so the report shows it.
+    predicted = extract(model, ref["arr_0"])["logits"].argmax(1)
+    info = {**_common.to_plain(info), "reference_accuracy": float(np.mean(predicted == ref["labels"])),
+            "num_classes": int(ref["labels"].max()) + 1}
     save_feature_net(model, out / "net.pt", info)
-    atomic_write_json(out / "info.json", {"used": True, **_common.to_plain(info)})
+    atomic_write_json(out / "info.json", {"used": True, **info})
 
 
 def main() -> None:

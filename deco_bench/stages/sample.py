@@ -53,6 +53,8 @@ def sample_set(weights: Path, out_npz: Path, shard_dir: Path, *, sp: cfgmod.Samp
         if marker.exists() and marker.read_text().strip() != run_key:
             shutil.rmtree(shard_dir)  # shards of other weights or settings: never mix them in
         shard_dir.mkdir(parents=True, exist_ok=True)
+        for stale in shard_dir.glob(".shard_*.tmp"):  # a killed run's half-written shard; no process writes yet
+            stale.unlink(missing_ok=True)
         marker.write_text(run_key + "\n")
     barrier()
     n, size = sp.num_images, sp.shard_size

@@ -93,16 +93,16 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
     model_cfg = cfgmod.model_config(p, name)
     dist_info = init_distributed(p.run.device)
     meta = trajectory_meta(p, name, model_cfg)
+    torch.manual_seed(p.run.seed)  # model initialisation is part of the run's definition
+    net = build_model(model_cfg)
+    if dist_info.is_main:  # resume checkpoints (weights + EMA + 2 AdamW moments) + eval checkpoints, float32
+        n_bytes = 4 * count_parameters(net)  # checked before reconcile_outputs touches anything in `out`
+        check_free_space(out, n_bytes * (4 * (p.train.keep_last + 1) + len(p.train.eval_ckpt_steps) + 1),
+                         f"train@{name} (checkpoints)")
     note = reconcile_outputs(out, meta, list(p.train.eval_ckpt_steps)) if dist_info.is_main else ""
     from deco_bench.training.distributed import barrier
 
     barrier()
-    torch.manual_seed(p.run.seed)  # model initialisation is part of the run's definition
-    net = build_model(model_cfg)
-    if dist_info.is_main:  # resume checkpoints (weights + EMA + 2 AdamW moments) + eval checkpoints, float32
-        n_bytes = 4 * count_parameters(net)
-        check_free_space(out, n_bytes * (4 * (p.train.keep_last + 1) + len(p.train.eval_ckpt_steps) + 1),
-                         f"train@{name} (checkpoints)")
     dataset = load_dataset(p, data_dir)
     encoder = build_encoder(p, model_cfg) if entry.repa_weight > 0 else None
     if dist_info.is_main:
@@ -118,9 +118,11 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
             bar.update(done - state["last"])
         state["last"] = done
 
-    result = train(net, dataset, tp=p.train, entry=entry, seed=p.run.seed, out_dir=out, dist_info=dist_info,
-                   encoder=encoder, null_label=model_cfg.num_classes, meta=meta, progress=progress)
-    bar.close()
+    try:
+        result = train(net, dataset, tp=p.train, entry=entry, seed=p.run.seed, out_dir=out, dist_info=dist_info,
+                       encoder=encoder, null_label=model_cfg.num_classes, meta=meta, progress=progress)
+    finally:  # end the bar's line, so a pre-emption or error message starts a line of its own
+        bar.close()
     if dist_info.is_main:
         log = result.log
         last = log[-1] if log else {}

@@ -42,6 +42,10 @@ def save_checkpoint(folder: str | Path, step: int, state: dict[str, Any], keep_l
     atomic_torch_save({"format": FORMAT, "step": step, **state}, path)
     for _, old in list_checkpoints(folder)[:-keep_last]:
         old.unlink(missing_ok=True)
+    # A run killed while writing leaves its temporary file (as large as a checkpoint); only this process writes
+    # checkpoints here, so any other one is such a leftover.
+    for stale in Path(folder).glob(".step_*.pt.*.tmp"):
+        stale.unlink(missing_ok=True)
     return path
 
 

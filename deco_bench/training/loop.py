@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from deco_bench.config import ModelEntry, TrainParams
 from deco_bench.diffusion import losses, path
-from deco_bench.io import DecoBenchError, atomic_torch_save
+from deco_bench.io import DecoBenchError, atomic_torch_save, atomic_write_text
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import DistInfo, all_reduce_mean
 from deco_bench.training.ema import EMA
@@ -178,7 +178,8 @@ def train(
                 break  # a line cut by a kill
             if rec.get("step", math.inf) <= start_step:
                 log_lines.append(rec)
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in log_lines))
+        # atomically: a kill during this rewrite must not lose the lines before the checkpoint
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in log_lines))
     log_f = open(log_path, "a") if dist_info.is_main else None
 
     # ---- pre-emption: SIGTERM -> checkpoint at the end of the current step, then stop ----------------------

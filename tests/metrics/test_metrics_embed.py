@@ -27,7 +27,7 @@ def _dataset(n: int, seed: int, shift: float = 0.0):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     images, labels = _dataset(192, 0)
-    model, info = embed_net.train_feature_net(images, labels, epochs=3, seed=7, width=8, feature_dim=16)
+    model, info = embed_net.train_feature_net(images, labels, epochs=4, seed=7, width=8, feature_dim=16, batch_size=32)
     path = tmp_path_factory.mktemp("evalnet") / "evalnet.pt"
     embed_net.save_feature_net(model, path, info)
     return model, info, path
@@ -46,7 +46,7 @@ def test_training_learns_and_is_deterministic(trained):
     model, info, _ = trained
     assert info["train_accuracy"] > 0.9  # chance is 0.25
     assert info["loss_per_epoch"][-1] < info["loss_per_epoch"][0]
-    again, _ = embed_net.train_feature_net(*_dataset(192, 0), epochs=3, seed=7, width=8, feature_dim=16)
+    again, _ = embed_net.train_feature_net(*_dataset(192, 0), epochs=4, seed=7, width=8, feature_dim=16, batch_size=32)
     for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
     other, _ = embed_net.train_feature_net(*_dataset(192, 0), epochs=1, seed=8, width=8, feature_dim=16)

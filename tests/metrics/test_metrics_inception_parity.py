@@ -98,7 +98,7 @@ def test_compute_metrics_end_to_end(adm_batches, inception_weights, inception_sh
                               cache_dir=inception_feats["cache_dir"])  # cache hit: same content, same extractor
     assert set(got) == {api.FID, api.SFID, api.IS, api.PRECISION, api.RECALL, api.KID}
     for key in got:
-        assert got[key] == pytest.approx(ours[key], rel=1e-12)
+        assert got[key] == pytest.approx(ours[key], rel=1e-9)
     assert got[api.SFID] > 0.0
 
 
@@ -122,19 +122,20 @@ def test_stats_only_reference_is_used_as_is(tmp_path, adm_batches, inception_wei
     assert set(got) == {api.FID, api.SFID, api.IS}  # no images in the reference: no precision/recall/KID
 
 
-def test_reference_written_by_us_scores_like_the_images(tmp_path, adm_batches, inception_weights, inception_sha,
-                                                        inception_feats, ours):
-    """Write our reference stats in ADM format (with arr_0); scoring against it gives the same numbers."""
+def test_reference_written_by_us_scores_like_its_images(tmp_path, adm_batches, inception_weights, inception_sha,
+                                                       inception_feats, ours):
+    """Our reference statistics, written in ADM's format and read back, give the FID/sFID of the images they
+    came from (the official evaluator would read the same mu/sigma/mu_s/sigma_s)."""
     from deco_bench.metrics.adm_npz import read_reference_stats, write_reference
 
     r = inception_feats["ref"]
     pool, spatial = FeatureStats.from_features(r["pool"]), FeatureStats.from_features(r["spatial"])
-    write_reference(tmp_path / "ours_ref.npz", pool, spatial, images=adm_batches["ref"])
+    write_reference(tmp_path / "ours_ref.npz", pool, spatial)
     back = read_reference_stats(tmp_path / "ours_ref.npz")
     np.testing.assert_array_equal(back.pool.sigma, pool.sigma)
     np.testing.assert_array_equal(back.spatial.mu, spatial.mu)
     got = api.compute_metrics(adm_batches["samples_path"], tmp_path / "ours_ref.npz",
                               inception_weights=inception_weights, inception_sha256=inception_sha,
                               cache_dir=inception_feats["cache_dir"])
-    for key in ours:
-        assert got[key] == pytest.approx(ours[key], rel=1e-12)
+    for key in (api.FID, api.SFID, api.IS):
+        assert got[key] == pytest.approx(ours[key], rel=1e-9)

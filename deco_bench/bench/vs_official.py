@@ -1,0 +1,234 @@
+"""Our DeCo and baseline against the official implementation (github.com/Zehong-Ma/DeCo), same weights, same
+machine, measured side by side.
+
+The official model classes (`PixNerDiT`, `FlattenDiT`) and its Euler sampler need only torch, so they are
+imported from a checkout given by path (or env DECO_OFFICIAL_REPO) and run -- nothing is copied. Each official
+model is built with seeded, perturbed weights (its init zeroes the output layers), and ours gets the same weights
+through deco_bench.official's key mapping; the outputs are checked equal before anything is timed.
+
+Timed, in interleaved pairs (official, ours, official, ours, ...) so that drift of a shared machine hits both:
+- train step: forward, MSE to a fixed target, backward, AdamW step (bf16 autocast on CUDA, as both trainers);
+- sampler: a 10-step Euler run with guidance inactive (CFG 1.0: the official sampler still evaluates the
+  unconditional half; ours skips it) and with CFG 3.2 on (0.1, 1] (the official XL configs).
+
+    python -m deco_bench.bench.vs_official --official /work/official --out bench/vs_official.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from deco_bench.bench.timing import spread, synchronize
+
+# An embedded-size pair: the official constructor arguments of deco-s / baseline-s (32 px, patch 4, width 192).
+OFFICIAL_ARGS = {
+    "deco": dict(in_channels=3, num_groups=4, hidden_size=192, hidden_size_x=32, num_blocks=6, num_cond_blocks=4,
+                 patch_size=4, num_classes=8),
+    "baseline": dict(in_channels=3, num_groups=4, hidden_size=192, num_blocks=6, patch_size=4, num_classes=8),
+}
+SAMPLER_SETTINGS = {"cfg1.0": (1.0, (0.0, 1.0)), "cfg3.2_interval0.1": (3.2, (0.1, 1.0))}
+
+
+def official_repo(path: str | os.PathLike | None = None) -> Path | None:
+    """The official checkout: `path`, else env DECO_OFFICIAL_REPO; None if neither names a checkout."""
+    p = path or os.environ.get("DECO_OFFICIAL_REPO")
+    if not p:
+        return None
+    p = Path(p)
+    return p if (p / "src" / "models" / "transformer" / "dit_c2i_DeCo.py").is_file() else None
+
+
+def _import_official(repo: Path):
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    from src.diffusion.base.guidance import simple_guidance_fn
+    from src.diffusion.flow_matching.sampling import EulerSampler
+    from src.diffusion.flow_matching.scheduling import LinearScheduler
+    from src.models.transformer.dit_c2i_baseline import FlattenDiT
+    from src.models.transformer.dit_c2i_DeCo import PixNerDiT
+
+    return {"deco": PixNerDiT, "baseline": FlattenDiT, "EulerSampler": EulerSampler,
+            "LinearScheduler": LinearScheduler, "guidance_fn": simple_guidance_fn}
+
+
+def our_config(kind: str, a: dict):
+    """Our ModelConfig for official constructor arguments (as deco_bench.official.config_from_official_yaml)."""
+    from deco_bench.models import ModelConfig
+
+    common = dict(hidden_size=a["hidden_size"], num_heads=a["num_groups"], patch_size=a["patch_size"],
+                  in_channels=a["in_channels"], num_classes=a["num_classes"])
+    if kind == "baseline":
+        return ModelConfig("baseline", depth=a["num_blocks"], **common)
+    return ModelConfig("deco", depth=a["num_cond_blocks"], decoder_hidden=a["hidden_size_x"],
+                       decoder_depth=a["num_blocks"] - a["num_cond_blocks"], **common)
+
+
+def build_pair(kind: str, repo: Path, args: dict | None = None, seed: int = 0):
+    """(official model, our model) with identical weights, float32, on CPU, in train mode."""
+    from deco_bench.models import build_model
+    from deco_bench.official import official_state_dict_to_ours
+
+    args = args or OFFICIAL_ARGS[kind]
+    cls = _import_official(repo)[kind]
+    torch.manual_seed(seed)
+    official = cls(**args)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in official.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    ours = build_model(our_config(kind, args))
+    ours.load_state_dict(official_state_dict_to_ours(official.state_dict(), kind, prefix=""), strict=True)
+    return official, ours
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step_fn(model, *, batch: int, resolution: int, num_classes: int, device: torch.device) -> Callable[[], None]:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(batch, 3, resolution, resolution, generator=g).to(device)
+    target = torch.randn(batch, 3, resolution, resolution, generator=g).to(device)
+    t = torch.rand(batch, generator=g).to(device)
+    y = torch.randint(0, num_classes, (batch,), generator=g).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with _autocast(device):
+            loss = (model(x, t, y).float() - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def sampler_fns(official, ours, repo: Path, *, cfg_scale: float, interval: tuple[float, float], num_steps: int,
+                batch: int, resolution: int, num_classes: int, device: torch.device):
+    """(official run, our run, parity max |x_official - x_ours|) for one Euler setting."""
+    from deco_bench.diffusion.sampler import euler_sample
+
+    off = _import_official(repo)
+    sampler = off["EulerSampler"](scheduler=off["LinearScheduler"](), guidance_fn=off["guidance_fn"],
+                                  num_steps=num_steps, guidance=cfg_scale, guidance_interval_min=interval[0],
+                                  guidance_interval_max=interval[1])
+    g = torch.Generator().manual_seed(4)
+    noise = torch.randn(batch, 3, resolution, resolution, generator=g).to(device)
+    labels = (torch.arange(batch) % num_classes).to(device)
+    null = torch.full_like(labels, num_classes)
+
+    def run_official():
+        with torch.no_grad():
+            return sampler(official, noise, labels, null)
+
+    def run_ours():
+        with torch.no_grad(), _autocast(device):
+            return euler_sample(ours, noise, labels, num_steps=num_steps, cfg_scale=cfg_scale,
+                                guidance_interval=interval, null_label=num_classes)
+
+    parity = float((run_official().float() - run_ours().float()).abs().max())
+    return run_official, run_ours, parity
+
+
+def paired_times(fn_a: Callable, fn_b: Callable, *, warmup: int, repeats: int, device: torch.device):
+    """Interleaved timings a, b, a, b, ... (wall clock after a device synchronise; CUDA events are not needed for
+    a ratio of two whole calls that both end in a synchronise)."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((fn_a, ta), (fn_b, tb)):
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            out.append(time.perf_counter() - t0)
+    return ta, tb
+
+
+def compare(repo: Path, *, device: torch.device, batch: int = 8, sample_batch: int = 4, resolution: int = 32,
+            num_steps: int = 10, warmup: int = 2, repeats: int = 7) -> dict:
+    """The side-by-side measurement; returns the JSON body (cases, parity, ratios ours/official)."""
+    cases: dict = {}
+    ratios: dict = {}
+    for kind in ("deco", "baseline"):
+        args = OFFICIAL_ARGS[kind]
+        official, ours = build_pair(kind, repo, args)
+        official, ours = official.to(device), ours.to(device)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(5)
+            x = torch.randn(2, 3, resolution, resolution, generator=g).to(device)
+            t, y = torch.tensor([0.3, 0.8], device=device), torch.tensor([1, args["num_classes"]], device=device)
+            forward_parity = float((official(x, t, y) - ours(x, t, y)).abs().max())
+        entry: dict = {"forward_max_abs_diff": forward_parity}
+        nc = args["num_classes"]
+        ta, tb = paired_times(train_step_fn(official, batch=batch, resolution=resolution, num_classes=nc, device=device),
+                              train_step_fn(ours, batch=batch, resolution=resolution, num_classes=nc, device=device),
+                              warmup=warmup, repeats=repeats, device=device)
+        entry["train_step"] = {"batch": batch, "official": {"s_per_iter": spread(ta)}, "ours": {"s_per_iter": spread(tb)},
+                               "paired_ratio": spread([b / a for a, b in zip(ta, tb)])}
+        ratios[f"{kind}.train_step.s_per_iter.median"] = statistics.median(tb) / statistics.median(ta)
+        official.eval(), ours.eval()
+        for name, (cfg_scale, interval) in SAMPLER_SETTINGS.items():
+            run_a, run_b, parity = sampler_fns(official, ours, repo, cfg_scale=cfg_scale, interval=interval,
+                                               num_steps=num_steps, batch=sample_batch, resolution=resolution,
+                                               num_classes=nc, device=device)
+            ta, tb = paired_times(run_a, run_b, warmup=1, repeats=repeats, device=device)
+            entry[f"sampler_{name}"] = {
+                "batch": sample_batch, "num_steps": num_steps, "cfg_scale": cfg_scale, "guidance_interval": interval,
+                "sample_max_abs_diff": parity,
+                "official": {"s_per_image": spread([v / sample_batch for v in ta])},
+                "ours": {"s_per_image": spread([v / sample_batch for v in tb])},
+                "paired_ratio": spread([b / a for a, b in zip(ta, tb)])}
+            ratios[f"{kind}.sampler_{name}.s_per_image.median"] = statistics.median(tb) / statistics.median(ta)
+        cases[kind] = entry
+    return {"config": {"official_args": OFFICIAL_ARGS, "resolution": resolution, "train_batch": batch,
+                       "sample_batch": sample_batch, "num_steps": num_steps, "warmup": warmup, "repeats": repeats,
+                       "sampler_settings": {k: [v[0], list(v[1])] for k, v in SAMPLER_SETTINGS.items()}},
+            "cases": cases, "ratios": {"ours/official": ratios}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from deco_bench.bench import env as envmod
+    from deco_bench.io import atomic_write_json
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--official", default=None, help="official checkout (default: env DECO_OFFICIAL_REPO)")
+    ap.add_argument("--out", type=Path, default=Path("bench/vs_official.json"))
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args(argv)
+    repo = official_repo(args.official)
+    if repo is None:
+        print("error: no official checkout: pass --official PATH or set DECO_OFFICIAL_REPO "
+              "(github.com/Zehong-Ma/DeCo)", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    body = compare(repo, device=device, repeats=args.repeats)
+    rev = envmod.git_revision(repo)
+    result = {"schema": "deco-bench/vs-official/1",
+              "env": envmod.fingerprint(device, dtype="bf16" if device.type == "cuda" else "float32", compile=[False]),
+              "official_repo": {"path": str(repo), "git_revision": rev["git_revision"]}, **body}
+    atomic_write_json(args.out, result)
+    for k, v in body["ratios"]["ours/official"].items():
+        print(f"{k:48s} ours/official = {v:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
