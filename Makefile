@@ -32,7 +32,8 @@ repro: install
 	@$(BIN)/python -m deco_bench.report.where
 
 bench: install
-	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-storage=file://bench/baselines/pytest \
+	  --benchmark-compare --benchmark-compare-fail=median:25% -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -49,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     ck = sub.add_parser("check", help="validate a parameter file and report every problem at once")
     ck.add_argument("--params", default="params.yaml")
     ck.set_defaults(fn=_check)
+    gt = sub.add_parser("gate", help="compare a benchmark result with a baseline; exit 1 on a regression",
+                        add_help=False)
+    gt.set_defaults(fn=None, module="deco_bench.bench.gate")
+    cp = sub.add_parser("compare", help="HTML report comparing DVC experiments or git revisions", add_help=False)
+    cp.set_defaults(fn=None, module="deco_bench.report.compare")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("gate", "compare"):  # these parse their own arguments
+        import importlib
+
+        return importlib.import_module(sub.choices[argv[0]].get_default("module")).main(argv[1:])
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
