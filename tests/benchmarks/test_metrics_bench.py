@@ -1,6 +1,6 @@
 """Feature extraction through deco-bench vs calling torch-fidelity's Inception directly, side by side in one run.
 
-Run: pytest tests/benchmarks/test_metrics_bench.py --benchmark-enable -p no:randomly
+Run: pytest tests/benchmarks/test_metrics_bench.py --benchmark-enable -o addopts=""  (pyproject ignores this folder)
 (not in the default suite). Weights: a random Inception in torch-fidelity's format, or the real file when
 $DECO_BENCH_INCEPTION points at it. The same images, batch size and dtype go through both paths; the ratio is
 asserted within this run, so machine speed cancels out.
