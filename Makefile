@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest -q
 
+# dvc runs each stage's `python -m ...` through PATH: the virtual environment's bin comes first.
 repro: install
 	@test -d .dvc || $(BIN)/dvc init --quiet
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@$(BIN)/python -m deco_bench.report.where
 
 bench: install

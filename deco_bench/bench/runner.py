@@ -81,17 +81,6 @@ def _encoder(recipe: Recipe, cfg, resolution: int):
     return encoders.build_encoder("small", patch_size=cfg.patch_size, seed=0)
 
 
-def _loss(pred: torch.Tensor, v: torch.Tensor, proj, dst, r: Recipe) -> torch.Tensor:
-    from deco_bench.diffusion import losses
-
-    loss = losses.fm_loss(pred, v)
-    if r.freqfm_weight > 0:
-        loss = loss + r.freqfm_weight * losses.freq_fm_loss(pred, v, r.freqfm_quality, r.freqfm_gamma)
-    if proj is not None:
-        loss = loss + r.repa_weight * losses.repa_loss(proj.float(), dst.float())
-    return loss
-
-
 def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device: torch.device,
                      dtype: torch.dtype | None, compile: bool, seed: int = 0) -> Callable[[], None]:
     """A closure doing one full optimisation step on a fixed synthetic batch (see the module docstring)."""
@@ -99,7 +88,8 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
     from deco_bench.diffusion.losses import RepaProjector
     from deco_bench.models import build_model
     from deco_bench.training.ema import EMA
-    from deco_bench.training.loop import DenoiserWithProjector
+    from deco_bench.diffusion.losses import LossWeights
+    from deco_bench.training.loop import DenoiserWithProjector, step_losses
 
     torch.manual_seed(seed)
     net = build_model(cfg).to(device)
@@ -107,12 +97,13 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
     projector = None
     if encoder is not None:
         encoder = encoder.to(device).eval().requires_grad_(False)
-        out_dim = getattr(encoder, "out_dim", None) or encoder.dim
-        projector = RepaProjector(net.hidden_size, net.hidden_size, out_dim)
+        projector = RepaProjector(net.hidden_size, net.hidden_size, encoder.out_dim)
     module = DenoiserWithProjector(net, projector, recipe.repa_align_layer).to(device)
     ema = EMA(net, recipe.ema_decay)
     opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     fwd = torch.compile(module) if compile else module
+    weights = LossWeights(freqfm=recipe.freqfm_weight, repa=recipe.repa_weight if encoder is not None else 0.0,
+                          freq_quality=recipe.freqfm_quality, freq_gamma=recipe.freqfm_gamma)
     g = torch.Generator(device=device).manual_seed(seed)
     x = torch.rand(batch, cfg.in_channels, resolution, resolution, generator=g, device=device) * 2 - 1
     raw = (x + 1) / 2
@@ -123,14 +114,8 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
         eps = torch.randn(x.shape, generator=g, device=device)
         keep = torch.rand(batch, generator=g, device=device) >= recipe.null_condition_p
         y = torch.where(keep, labels, torch.full_like(labels, cfg.num_classes))
-        x_t, v = path.interpolate(x, eps, t), path.velocity(x, eps)
         with _autocast(device, dtype):
-            pred, proj = fwd(x_t, t, y)
-            dst = None
-            if proj is not None:
-                with torch.no_grad():
-                    dst = encoder(raw)
-            loss = _loss(pred.float(), v, proj, dst, recipe)
+            loss = step_losses(fwd, encoder, x, y, raw, t, eps, weights)["loss"]
         loss.backward()
         opt.step()
         ema.update(net)

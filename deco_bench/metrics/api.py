@@ -4,6 +4,7 @@
     evaluate_samples(..., feature_space='embed'|'inception', ...)        -> metrics + intervals + identity (stages)
     compute_all(sample_features, Reference, names=...)                    -> the pure part, shared by both spaces
     compare(a, b)                                                         -> does DeCo differ from the baseline?
+    evaluate_samples(..., dinov2_weights=path)                            -> also fd_dinov2 (FD-DINOv2, optional)
 
 Keys are constants below (shared by stages, report and tests). The embedded feature space has its own names
 (fd_embed, ...): a Fréchet distance in a network trained on the embedded data is not FID.
@@ -118,6 +119,17 @@ def _fd_replicate(features: np.ndarray, ref: FeatureStats, device: str):
     return replicate
 
 
+def fd_with_interval(features: np.ndarray, ref: FeatureStats, *, key: str, bootstrap: int = 0, seed: int = 0,
+                     device: str | None = None) -> dict:
+    """One Fréchet distance (e.g. fd_dinov2) with bootstrap replicates drawn exactly as in compute_all."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    value = frechet_distance(*_mu_sigma(features), ref.mu, ref.sigma)
+    replicate = _fd_replicate(features, ref, device)
+    reps = [replicate(idx) for idx in bs.resample_indices(features.shape[0], bootstrap, seed)] if bootstrap > 0 else []
+    return {"metrics": {key: value}, "ci": {key: list(bs.percentile_interval(reps))} if reps else {},
+            "bootstrap": {key: reps} if reps else {}}
+
+
 # ------------------------------------------------------------------------------------------------ I/O on top
 
 
@@ -148,11 +160,14 @@ def _inception(inception_weights, inception_sha256) -> "InceptionFeatures":
 def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.PathLike, *, feature_space: str,
                      feature_net_path: str | os.PathLike | None = None, inception_weights=None,
                      inception_sha256: str | None = "manifest", num_images_expected: int, bootstrap: int = 200,
-                     seed: int = 0, batch_size: int = 50, cache_dir: str | os.PathLike | None = None) -> dict:
+                     seed: int = 0, batch_size: int = 50, cache_dir: str | os.PathLike | None = None,
+                     dinov2_weights: str | os.PathLike | None = None, dinov2_sha256: str | None = "manifest",
+                     dinov2_arch: str = "vitl14") -> dict:
     """Score the first `num_images_expected` images of an ADM sample batch (the stage entry point).
 
     Raises TooFewImagesError when the file holds fewer images than expected (a metric on fewer images than asked
-    is never reported).
+    is never reported). With `dinov2_weights` (a local official DINOv2 .pth) fd_dinov2 is added, against the
+    reference's images (a statistics-only reference skips it).
     """
     available = adm_npz.num_images(samples_npz)
     if available < num_images_expected:
@@ -168,26 +183,54 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
         extractor, names = load_feature_extractor(feature_net_path), EMBED_NAMES
     else:
         raise ValueError(f"feature_space must be 'embed' or 'inception', got {feature_space!r}")
+    dino = None
+    if dinov2_weights is not None:  # resolved before any extraction: a missing or wrong file fails fast
+        from deco_bench.metrics.dinov2 import load_extractor as load_dinov2_extractor
+
+        dino = load_dinov2_extractor(dinov2_weights, arch=dinov2_arch, sha256=dinov2_sha256)
     samples = extract_npz(samples_npz, extractor, num_images=num_images_expected, batch_size=batch_size,
                           cache_dir=cache_dir)
     ref = _reference(reference_npz, extractor, batch_size=batch_size, cache_dir=cache_dir)
     out = compute_all(samples, ref, names=names, bootstrap=bootstrap, seed=seed)
+    extra = {}
+    if dino is not None:
+        _add_fd_dinov2(out, samples_npz, reference_npz, dino, num_images=num_images_expected, bootstrap=bootstrap,
+                       seed=seed, batch_size=batch_size, cache_dir=cache_dir)
+        extra["extractor_dinov2"] = dino.identity
     return {"metrics": out["metrics"], "ci": out["ci"], "bootstrap": out["bootstrap"], "skipped": out["skipped"],
             "num_images": num_images_expected, "feature_space": feature_space,
-            "extractor": extractor.identity, "bootstrap_replicates": bootstrap, "seed": seed}
+            "extractor": extractor.identity, "bootstrap_replicates": bootstrap, "seed": seed, **extra}
+
+
+def _add_fd_dinov2(out: dict, samples_npz, reference_npz, extractor, *, num_images: int, bootstrap: int, seed: int,
+                   batch_size: int, cache_dir) -> None:
+    """Add fd_dinov2 (metric, ci, bootstrap) to a compute_all result in place (the reference needs its images)."""
+    if not adm_npz.has_array(reference_npz, adm_npz.IMAGES_KEY):
+        out["skipped"][FD_DINOV2] = "the reference file holds statistics only (no arr_0 images)"
+        return
+    ref = extract_npz(reference_npz, extractor, num_images=adm_npz.num_images(reference_npz), batch_size=batch_size,
+                      cache_dir=cache_dir)["pool"]
+    samples = extract_npz(samples_npz, extractor, num_images=num_images, batch_size=batch_size,
+                          cache_dir=cache_dir)["pool"]
+    part = fd_with_interval(samples, FeatureStats.from_features(ref), key=FD_DINOV2, bootstrap=bootstrap, seed=seed)
+    for k in ("metrics", "ci", "bootstrap"):
+        out[k].update(part[k])
 
 
 def compute_metrics(samples: str | os.PathLike, reference: str | os.PathLike, *, inception_weights,
                     batch_size: int = 50, inception_sha256: str | None = "manifest",
-                    cache_dir: str | os.PathLike | None = None) -> dict[str, float]:
-    """ADM protocol on all images of `samples`: {fid, sfid, is[, precision, recall, kid]} as floats.
+                    cache_dir: str | os.PathLike | None = None, dinov2_weights: str | os.PathLike | None = None,
+                    dinov2_sha256: str | None = "manifest", dinov2_arch: str = "vitl14") -> dict[str, float]:
+    """ADM protocol on all images of `samples`: {fid, sfid, is[, precision, recall, kid][, fd_dinov2]} as floats.
 
     precision/recall/kid need the reference's images (arr_0); with a statistics-only reference they are absent.
     `inception_sha256`: "manifest" checks the official weights' sha256; pass another hash, or None to skip.
+    fd_dinov2 only when `dinov2_weights` is given (and the reference holds images).
     """
     res = evaluate_samples(samples, reference, feature_space="inception", inception_weights=inception_weights,
                            inception_sha256=inception_sha256, num_images_expected=adm_npz.num_images(samples),
-                           bootstrap=0, batch_size=batch_size, cache_dir=cache_dir)
+                           bootstrap=0, batch_size=batch_size, cache_dir=cache_dir, dinov2_weights=dinov2_weights,
+                           dinov2_sha256=dinov2_sha256, dinov2_arch=dinov2_arch)
     return res["metrics"]
 
 

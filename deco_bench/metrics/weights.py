@@ -20,6 +20,7 @@ DEFAULT_CACHE_DIR = Path("~/.cache/deco-bench/weights")
 INCEPTION = "inception-v3-torch-fidelity"
 INCEPTION_CLEANFID = "inception-v3-cleanfid"
 DINOV2_VITL14 = "dinov2-vitl14"
+DINOV2_VITB14 = "dinov2-vitb14"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ MANIFEST: dict[str, WeightsEntry] = {e.name: e for e in (
     WeightsEntry(DINOV2_VITL14, "dinov2_vitl14_pretrain.pth", None,
                  "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth", 1217586395,
                  "FD-DINOv2 (ViT-L/14)"),
+    WeightsEntry(DINOV2_VITB14, "dinov2_vitb14_pretrain.pth", None,
+                 "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth", None,
+                 "FD-DINOv2 (ViT-B/14, the REPA encoder)"),
 )}
 
 _FROM_MANIFEST = "manifest"

@@ -66,6 +66,22 @@ class DenoiserWithProjector(nn.Module):
         return v, self.projector(captured[0])
 
 
+def step_losses(fwd: nn.Module, encoder: nn.Module | None, x: torch.Tensor, y: torch.Tensor, raw: torch.Tensor,
+                t: torch.Tensor, eps: torch.Tensor, weights: losses.LossWeights) -> dict[str, torch.Tensor]:
+    """The objective of one (micro-)batch: x_t on the flow path, the prediction, and FM + FreqFM + REPA.
+
+    `fwd` is a DenoiserWithProjector (possibly wrapped by DDP or torch.compile); `encoder` the frozen REPA encoder
+    or None. Shared by the training loop and the train-step benchmark, so both measure the same computation.
+    """
+    x_t, v = path.interpolate(x, eps, t), path.velocity(x, eps)
+    pred, proj = fwd(x_t, t, y)
+    target_tokens = None
+    if encoder is not None and proj is not None:
+        with torch.no_grad():
+            target_tokens = encoder(raw).float()
+    return losses.deco_loss(pred.float(), v, None if proj is None else proj.float(), target_tokens, weights=weights)
+
+
 @dataclass
 class TrainResult:
     step: int
@@ -218,19 +234,10 @@ def train(
                 eps = eps_all[sl]
                 t = t_all[sl]
                 y = torch.where(keep[sl], y, torch.full_like(y, null_label))
-                x_t = path.interpolate(x, eps, t)
-                v = path.velocity(x, eps)
                 sync = nullcontext() if (world == 1 or a == tp.grad_accum - 1) else train_module.no_sync()
                 with sync:
                     with _autocast(device, tp.precision):
-                        pred, proj = fwd(x_t, t, y)
-                        target_tokens = None
-                        if use_repa:
-                            with torch.no_grad():
-                                target_tokens = encoder(raw)
-                        parts = losses.deco_loss(
-                            pred.float(), v, None if proj is None else proj.float(),
-                            None if target_tokens is None else target_tokens.float(), weights=loss_weights)
+                        parts = step_losses(fwd, encoder if use_repa else None, x, y, raw, t, eps, loss_weights)
                     loss = parts["loss"] / tp.grad_accum
                     if not torch.isfinite(loss):
                         bad = {k: float(v_.detach()) for k, v_ in parts.items()}

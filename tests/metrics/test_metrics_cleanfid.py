@@ -1,0 +1,146 @@
+"""clean-fid cross-check backend: our npz plumbing around clean-fid gives exactly what clean-fid's own folder
+pipeline gives (same TorchScript file, PNGs of the same images), offline, with named errors.
+
+The real `inception-2015-12-05.pt` cannot be fetched here, so a small scripted module with its interface stands in:
+forward(img, return_features=True) resizes to 299 inside (legacy_tensorflow) and `.layers` takes normalised 299 px
+input (clean mode); both give 2048 features.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from deco_bench.io import MissingFileError
+from deco_bench.metrics import cleanfid_backend as cb
+from deco_bench.metrics import weights
+from deco_bench.metrics.adm_npz import CorruptFileError
+from deco_bench.metrics.frechet import FeatureStats, stats_distance
+
+from .conftest import blobs
+
+N = 10
+
+
+class _Layers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = nn.Parameter(torch.randn(48, 2048, generator=g) / 48 ** 0.5)
+        self.bias = nn.Parameter(0.1 * torch.randn(2048, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, 3, 299, 299) in [-1, 1] -> (b, 2048, 1, 1)
+        h = F.adaptive_avg_pool2d(x, 4).flatten(1)  # (b, 48)
+        return torch.tanh(h @ self.proj + self.bias)[:, :, None, None]
+
+
+class _FakeInception(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = _Layers()
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        x = F.interpolate(img, size=(299, 299), mode="bilinear", align_corners=False)  # resize inside, as TF's
+        return self.layers((x - 128) / 128)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cleanfid")
+    torch.jit.script(_FakeInception()).save(str(d / "my-inception.pt"))  # not clean-fid's file name on purpose
+    samples, ref = blobs(N, 11, 1.0), blobs(N, 12, 0.6)
+    np.savez(d / "samples.npz", arr_0=samples)
+    np.savez(d / "ref.npz", arr_0=ref)
+    return {"dir": d, "weights": str(d / "my-inception.pt"), "samples": samples, "ref": ref}
+
+
+def _cleanfid_own_features(images: np.ndarray, folder, weights_file: str, mode: str) -> np.ndarray:
+    """clean-fid's folder pipeline (PNG files -> ResizeDataset -> model), its model built from the same file."""
+    import shutil
+
+    from PIL import Image
+    from cleanfid.fid import get_folder_features
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    folder.mkdir(parents=True)
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(folder / f"img_{i:04d}.png")  # lossless: same uint8 values
+    shutil.copy(weights_file, folder.parent / "inception-2015-12-05.pt")
+    model = InceptionV3W(str(folder.parent), download=False, resize_inside=mode == "legacy_tensorflow").eval()
+    return get_folder_features(str(folder), lambda x: model(x), num_workers=0, batch_size=4,
+                               device=torch.device("cpu"), mode=mode, verbose=False)
+
+
+@pytest.mark.parametrize("mode", ["legacy_tensorflow", "clean"])
+def test_features_equal_cleanfid_folder_pipeline(setup, mode, tmp_path):
+    model = cb.load_feature_model(setup["weights"], mode=mode, device="cpu")
+    ours = cb.features_from_npz(setup["dir"] / "samples.npz", model, mode=mode, batch_size=3, device="cpu")
+    theirs = _cleanfid_own_features(setup["samples"], tmp_path / "imgs", setup["weights"], mode)
+    assert ours.shape == (N, 2048)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_fid_equals_cleanfid_frechet_on_its_features(setup, tmp_path):
+    from cleanfid.fid import frechet_distance
+
+    fid = cb.cleanfid_fid(setup["dir"] / "samples.npz", setup["dir"] / "ref.npz", weights_path=setup["weights"],
+                          batch_size=4, device="cpu")
+    s = _cleanfid_own_features(setup["samples"], tmp_path / "a" / "imgs", setup["weights"], "legacy_tensorflow")
+    r = _cleanfid_own_features(setup["ref"], tmp_path / "b" / "imgs", setup["weights"], "legacy_tensorflow")
+    expected = frechet_distance(s.mean(0), np.cov(s, rowvar=False), r.mean(0), np.cov(r, rowvar=False))
+    assert fid == pytest.approx(expected, rel=1e-12) and fid > 1e-2
+    # and our own Fréchet maths on the same features agrees (independent sqrt: eigh instead of sqrtm)
+    ours = stats_distance(FeatureStats.from_features(s), FeatureStats.from_features(r))
+    assert ours == pytest.approx(fid, rel=1e-4)
+
+
+def test_fid_of_a_set_with_itself_is_zero(setup):
+    self_fid = cb.cleanfid_fid(setup["dir"] / "samples.npz", setup["dir"] / "samples.npz",
+                               weights_path=setup["weights"], device="cpu")
+    assert abs(self_fid) < 1e-6
+
+
+def test_cli_prints_the_fid(setup, capsys):
+    cb.main([str(setup["dir"] / "samples.npz"), str(setup["dir"] / "ref.npz"), "--weights", setup["weights"],
+             "--batch-size", "7"])
+    printed = float(capsys.readouterr().out.strip())
+    direct = cb.cleanfid_fid(setup["dir"] / "samples.npz", setup["dir"] / "ref.npz", weights_path=setup["weights"],
+                             device="cpu")
+    assert printed == pytest.approx(direct, rel=1e-9)
+
+
+def test_missing_weights_name_path_and_url(setup, tmp_path):
+    missing = tmp_path / "nowhere" / "inception-2015-12-05.pt"
+    with pytest.raises(MissingFileError) as e:
+        cb.cleanfid_fid(setup["dir"] / "samples.npz", setup["dir"] / "ref.npz", weights_path=missing)
+    assert str(missing) in str(e.value)
+    assert "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt" in str(
+        e.value) and weights.MANIFEST[weights.INCEPTION_CLEANFID].url in str(e.value)
+
+
+def test_bad_inputs_are_refused(setup, tmp_path):
+    from deco_bench.io import ChecksumError
+
+    with pytest.raises(ValueError, match="mode"):
+        cb.load_feature_model(setup["weights"], mode="legacy_pytorch")
+    with pytest.raises(ChecksumError):
+        cb.load_feature_model(setup["weights"], weights_sha256="0" * 64)
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(2048), sigma=np.eye(2048))
+    with pytest.raises(CorruptFileError, match="arr_0"):
+        cb.cleanfid_fid(setup["dir"] / "samples.npz", tmp_path / "stats.npz", weights_path=setup["weights"])
