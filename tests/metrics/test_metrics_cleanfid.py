@@ -90,7 +90,7 @@ def _cleanfid_own_features(images: np.ndarray, folder, weights_file: str, mode: 
 @pytest.mark.parametrize("mode", ["legacy_tensorflow", "clean"])
 def test_features_equal_cleanfid_folder_pipeline(setup, mode, tmp_path):
     model = cb.load_feature_model(setup["weights"], mode=mode, device="cpu")
-    ours = cb.features_from_npz(setup["dir"] / "samples.npz", model, mode=mode, batch_size=3, device="cpu")
+    ours = cb.features_from_npz(setup["dir"] / "samples.npz", model, mode=mode, batch_size=4, device="cpu")
     theirs = _cleanfid_own_features(setup["samples"], tmp_path / "imgs", setup["weights"], mode)
     assert ours.shape == (N, 2048)
     np.testing.assert_array_equal(ours, theirs)

@@ -72,7 +72,7 @@ def test_preprocess_normalises_and_follows_pil_bicubic():
     theirs = dinov2.preprocess(pil)
     std = torch.tensor(dinov2.IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
     gap = float(((ours - theirs) * std).abs().mean() * 255)  # mean gap in uint8 steps (PIL re-quantises)
-    assert gap < 0.6
+    assert gap < 0.3  # 0.14 with antialias; without it (torch default) 0.97
 
 
 @pytest.fixture(scope="module")
