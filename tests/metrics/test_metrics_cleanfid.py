@@ -3,7 +3,9 @@ pipeline gives (same TorchScript file, PNGs of the same images), offline, with n
 
 The real `inception-2015-12-05.pt` cannot be fetched here, so a small scripted module with its interface stands in:
 forward(img, return_features=True) resizes to 299 inside (legacy_tensorflow) and `.layers` takes normalised 299 px
-input (clean mode); both give 2048 features.
+input (clean mode); both give 2048 features, of which only the first VARYING vary (the rest are constant 0, like dead
+units). clean-fid's scipy sqrtm of a 2048 x 2048 product costs ~10 s on one core whatever the content, so the module
+runs it twice in all (one fixture) and checks the rest through a spy on clean-fid's frechet_distance.
 """
 
 from __future__ import annotations
@@ -26,18 +28,19 @@ from deco_bench.metrics.frechet import FeatureStats, stats_distance
 from .conftest import blobs
 
 N = 10
+VARYING = 32
 
 
 class _Layers(nn.Module):
     def __init__(self):
         super().__init__()
         g = torch.Generator().manual_seed(0)
-        self.proj = nn.Parameter(torch.randn(48, 2048, generator=g) / 48 ** 0.5)
-        self.bias = nn.Parameter(0.1 * torch.randn(2048, generator=g))
+        self.proj = nn.Parameter(torch.randn(48, VARYING, generator=g) / 48 ** 0.5)
+        self.bias = nn.Parameter(0.1 * torch.randn(VARYING, generator=g))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, 3, 299, 299) in [-1, 1] -> (b, 2048, 1, 1)
-        h = F.adaptive_avg_pool2d(x, 4).flatten(1)  # (b, 48)
-        return torch.tanh(h @ self.proj + self.bias)[:, :, None, None]
+        h = torch.tanh(F.adaptive_avg_pool2d(x, 4).flatten(1) @ self.proj + self.bias)  # (b, VARYING)
+        return F.pad(h, (0, 2048 - h.shape[1]))[:, :, None, None]
 
 
 class _FakeInception(nn.Module):
@@ -96,33 +99,58 @@ def test_features_equal_cleanfid_folder_pipeline(setup, mode, tmp_path):
     np.testing.assert_array_equal(ours, theirs)
 
 
-def test_fid_equals_cleanfid_frechet_on_its_features(setup, tmp_path):
-    from cleanfid.fid import frechet_distance
+@pytest.fixture(scope="module")
+def fids(setup):
+    """cleanfid_fid(samples, ref) and cleanfid_fid(samples, samples), with the arguments clean-fid's
+    frechet_distance received and what it returned (a spy around the real function)."""
+    import cleanfid.fid
 
-    fid = cb.cleanfid_fid(setup["dir"] / "samples.npz", setup["dir"] / "ref.npz", weights_path=setup["weights"],
-                          batch_size=4, device="cpu")
+    real, calls = cleanfid.fid.frechet_distance, []
+
+    def spy(*args, **kwargs):
+        calls.append((args, real(*args, **kwargs)))
+        return calls[-1][1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cleanfid.fid, "frechet_distance", spy)
+        d = setup["dir"]
+        sr = cb.cleanfid_fid(d / "samples.npz", d / "ref.npz", weights_path=setup["weights"], batch_size=4,
+                             device="cpu")
+        ss = cb.cleanfid_fid(d / "samples.npz", d / "samples.npz", weights_path=setup["weights"], device="cpu")
+    return {"sr": sr, "ss": ss, "calls": calls}
+
+
+def test_fid_equals_cleanfid_frechet_on_its_features(setup, fids, tmp_path):
     s = _cleanfid_own_features(setup["samples"], tmp_path / "a" / "imgs", setup["weights"], "legacy_tensorflow")
     r = _cleanfid_own_features(setup["ref"], tmp_path / "b" / "imgs", setup["weights"], "legacy_tensorflow")
-    expected = frechet_distance(s.mean(0), np.cov(s, rowvar=False), r.mean(0), np.cov(r, rowvar=False))
-    assert fid == pytest.approx(expected, rel=1e-12) and fid > 1e-2
-    # and our own Fréchet maths on the same features agrees (independent sqrt: eigh instead of sqrtm)
+    (mu1, sigma1, mu2, sigma2), returned = fids["calls"][0]
+    # clean-fid's frechet_distance got exactly the statistics of clean-fid's own features (so, being deterministic,
+    # it gives exactly the value it would give on them), and cleanfid_fid returns its value unchanged
+    for got, want in ((mu1, s.mean(0)), (sigma1, np.cov(s, rowvar=False)), (mu2, r.mean(0)),
+                      (sigma2, np.cov(r, rowvar=False))):
+        np.testing.assert_array_equal(got, want)
+    assert fids["sr"] == float(returned) and fids["sr"] > 1e-2 and len(fids["calls"]) == 2
+    # and our own Fréchet maths on the same features agrees (independent square root: eigh instead of sqrtm)
     ours = stats_distance(FeatureStats.from_features(s), FeatureStats.from_features(r))
-    assert ours == pytest.approx(fid, rel=1e-4)
+    assert ours == pytest.approx(fids["sr"], rel=1e-4)
 
 
-def test_fid_of_a_set_with_itself_is_zero(setup):
-    self_fid = cb.cleanfid_fid(setup["dir"] / "samples.npz", setup["dir"] / "samples.npz",
-                               weights_path=setup["weights"], device="cpu")
-    assert abs(self_fid) < 1e-6
+def test_fid_of_a_set_with_itself_is_zero(fids):
+    assert abs(fids["ss"]) < 1e-6 * fids["sr"]
 
 
-def test_cli_prints_the_fid(setup, capsys):
-    cb.main([str(setup["dir"] / "samples.npz"), str(setup["dir"] / "ref.npz"), "--weights", setup["weights"],
-             "--batch-size", "7"])
-    printed = float(capsys.readouterr().out.strip())
-    direct = cb.cleanfid_fid(setup["dir"] / "samples.npz", setup["dir"] / "ref.npz", weights_path=setup["weights"],
-                             device="cpu")
-    assert printed == pytest.approx(direct, rel=1e-9)
+def test_cli_prints_the_fid(monkeypatch, capsys):
+    seen = {}
+
+    def fake(samples, reference, **kw):
+        seen.update(kw, samples=samples, reference=reference)
+        return 12.25
+
+    monkeypatch.setattr(cb, "cleanfid_fid", fake)
+    cb.main(["s.npz", "r.npz", "--weights", "w.pt", "--batch-size", "7", "--mode", "clean", "--sha256", "ab"])
+    assert float(capsys.readouterr().out.strip()) == 12.25
+    assert seen == {"samples": "s.npz", "reference": "r.npz", "weights_path": "w.pt", "mode": "clean",
+                    "batch_size": 7, "weights_sha256": "ab"}
 
 
 def test_missing_weights_name_path_and_url(setup, tmp_path):
