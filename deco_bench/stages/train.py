@@ -109,18 +109,10 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
         print(f"train@{name}: {entry.preset} ({count_parameters(net) / 1e6:.3f}M params), {len(dataset)} images, "
               f"{p.train.steps} steps x {p.train.global_batch}, world {dist_info.world_size}; {note}", file=sys.stderr)
     bar = _common.progress_bar(p.train.steps, f"train {name}", unit="step", disable=not dist_info.is_main)
-    state = {"last": None}
-
-    def progress(done: int, total: int) -> None:
-        if state["last"] is None:
-            bar.update(done - bar.n)
-        else:
-            bar.update(done - state["last"])
-        state["last"] = done
-
     try:
         result = train(net, dataset, tp=p.train, entry=entry, seed=p.run.seed, out_dir=out, dist_info=dist_info,
-                       encoder=encoder, null_label=model_cfg.num_classes, meta=meta, progress=progress)
+                       encoder=encoder, null_label=model_cfg.num_classes, meta=meta,
+                       progress=lambda done, total: bar.update(done - bar.n))
     finally:  # end the bar's line, so a pre-emption or error message starts a line of its own
         bar.close()
     if dist_info.is_main:
