@@ -140,11 +140,9 @@ def official_state_dict_to_ours(state: dict[str, torch.Tensor], kind: str, prefi
 
 
 def _check_fits(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    shapes = sorted(f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
-                    for k in set(expected) & set(weights) if tuple(weights[k].shape) != tuple(expected[k].shape))
+    from deco_bench.training.checkpoint import weight_mismatches
+
+    missing, unexpected, shapes = weight_mismatches(model, weights)
     if missing or unexpected or shapes:
         def show(items: list[str]) -> str:
             return ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")

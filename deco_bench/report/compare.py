@@ -3,7 +3,7 @@
     python -m deco_bench.report.compare --revs A B [C ...] [--out reports/compare.html]
 
 Data: `dvc exp show --json` (params and scalar metrics of every experiment and commit) -- DVC drops list values
-from metrics, so the bootstrap intervals and replicates are read with `git show <sha>:metrics/<m>.json` (or from
+from metrics, so the bootstrap intervals and replicates are read with `dvc.api.read(metrics/<m>.json, rev)` (or from
 the working tree for "workspace"). `build_compare_context` is the pure part (tested on captured dvc output); a
 metric difference is marked significant when it exceeds the bootstrap interval (deco_bench.metrics.api.compare:
 the interval of the replicate-wise difference, or non-overlapping intervals without replicates).
@@ -148,10 +148,14 @@ def read_full_metrics(root: Path, rec: dict) -> dict[str, dict]:
     out = {}
     for f in ((rec.get("data") or {}).get("metrics") or {}):
         try:
-            text = (root / f).read_text() if rec.get("rev") == "workspace" else \
-                _run(["git", "show", f"{rec['rev']}:{f}"], root)
+            if rec.get("rev") == "workspace":
+                text = (root / f).read_text()
+            else:  # git-tracked or DVC-cached: dvc.api reads either at that revision
+                import dvc.api
+
+                text = dvc.api.read(f, repo=str(root), rev=rec["rev"])
             out[f] = json.loads(text)
-        except (OSError, ValueError, DecoBenchError):
+        except Exception:  # noqa: BLE001 - any failure: this file's differences are shown without significance
             continue  # no intervals for this file: its differences are shown without significance
     return out
 

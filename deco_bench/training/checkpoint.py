@@ -64,13 +64,19 @@ def latest_checkpoint(folder: str | Path) -> dict[str, Any] | None:
     return load_checkpoint(ckpts[-1][1])
 
 
-def load_weights_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """load_state_dict that names every missing, unexpected and shape-mismatched key."""
+def weight_mismatches(module: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, "key: checkpoint shape vs model shape") of `state` against `module`."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                     for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    return missing, unexpected, shapes
+
+
+def load_weights_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """load_state_dict that names every missing, unexpected and shape-mismatched key."""
+    missing, unexpected, shapes = weight_mismatches(module, state)
     if missing or unexpected or shapes:
         def head(items: list[str]) -> str:
             return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
