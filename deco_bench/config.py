@@ -74,6 +74,8 @@ class ModelEntry:
     freqfm_gamma: float = _f(1.0, lo=0.0)
     repa_weight: float = _f(0.5, lo=0.0)
     null_condition_p: float = _f(0.1, lo=0.0, hi=1.0)
+    init_from: str = _f("", help="EMA weights file (final.pt or an eval checkpoint) to start from instead of a "
+                                 "random init, e.g. the 256 model for the 512 fine-tune; ignored when resuming")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deco_bench import config as cfgmod
-from deco_bench.io import atomic_write_json, check_free_space, load_npz
+from deco_bench.io import CorruptFileError, atomic_write_json, check_free_space, load_npz
 from deco_bench.stages import _common
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import cleanup, init_distributed
@@ -104,6 +104,14 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
 
     barrier()
     dataset = load_dataset(p, data_dir)
+    init_state = None
+    if entry.init_from:
+        from deco_bench.io import safe_torch_load
+
+        init_state = safe_torch_load(entry.init_from).get("ema")
+        if init_state is None:
+            raise CorruptFileError(f"{entry.init_from}: models.{name}.init_from needs a deco-bench EMA weights file "
+                                   f"(final.pt or eval_ckpts/step_*.pt)")
     encoder = build_encoder(p, model_cfg) if entry.repa_weight > 0 else None
     if dist_info.is_main:
         print(f"train@{name}: {entry.preset} ({count_parameters(net) / 1e6:.3f}M params), {len(dataset)} images, "
@@ -112,7 +120,7 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
     try:
         result = train(net, dataset, tp=p.train, entry=entry, seed=p.run.seed, out_dir=out, dist_info=dist_info,
                        encoder=encoder, null_label=model_cfg.num_classes, meta=meta,
-                       progress=lambda done, total: bar.update(done - bar.n))
+                       progress=lambda done, total: bar.update(done - bar.n), init_state=init_state)
     finally:  # end the bar's line, so a pre-emption or error message starts a line of its own
         bar.close()
     if dist_info.is_main:

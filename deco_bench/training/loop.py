@@ -136,12 +136,15 @@ def train(
     null_label: int,
     meta: dict[str, Any],
     progress: Callable[[int, int], Any] | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train `net` on `dataset` (items (x in [-1, 1], label, raw in [0, 1])) until tp.steps, resuming if possible.
 
     Writes to out_dir: ckpt/step_*.pt (resume points, rotated), eval_ckpts/step_*.pt (EMA weights on the
     tp.eval_ckpt_steps schedule), train_log.jsonl (one line per logged step), final.pt (EMA weights at the end).
     `meta` (resolved params, model config) is stored in every checkpoint and must match on resume.
+    `init_state` (weights for `net`, e.g. another run's EMA) replaces the random init of a run that starts at step 0;
+    the EMA starts from the same weights.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +153,8 @@ def train(
     micro = tp.global_batch // (world * tp.grad_accum)
 
     # ---- model, projector, optimiser, EMA ------------------------------------------------------------------
+    if init_state is not None:
+        ckpt.load_weights_strict(net, init_state, "init_from weights")
     net = net.to(device)
     use_repa = encoder is not None and entry.repa_weight > 0
     projector = None

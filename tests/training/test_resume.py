@@ -96,3 +96,21 @@ def test_baseline_without_repa_trains_and_loss_decreases(tmp_path, tiny_train_pa
     losses = [r["loss"] for r in result.log]
     assert "repa" not in result.log[0] and "freqfm" not in result.log[0]
     assert losses[-1] < losses[0]
+
+
+def test_init_state_starts_model_and_ema_from_given_weights(tmp_path, tiny_train_params, tiny_entry):
+    _run(tmp_path / "first", dataclasses.replace(tiny_train_params, steps=2), tiny_entry)
+    weights = safe_torch_load(tmp_path / "first" / "final.pt")["ema"]
+    torch.manual_seed(1)  # a different random init, which init_state must replace
+    cfg = get_preset("deco-tiny", num_classes=4)
+    net = build_model(cfg)
+    train(net, DATASET, tp=dataclasses.replace(tiny_train_params, steps=0, eval_ckpt_steps=[]), entry=tiny_entry,
+          seed=0, out_dir=tmp_path / "second", dist_info=CPU, encoder=None, null_label=4, meta=META,
+          init_state=weights)
+    ema = safe_torch_load(tmp_path / "second" / "final.pt")["ema"]
+    assert all(torch.equal(net.state_dict()[k], weights[k]) for k in weights)
+    assert all(torch.equal(ema[k], weights[k]) for k in weights)
+    bad = {k: v for k, v in weights.items() if not k.startswith("decoder.")}
+    with pytest.raises(ckpt.ArchitectureMismatchError, match="missing keys: decoder"):
+        train(build_model(cfg), DATASET, tp=dataclasses.replace(tiny_train_params, steps=0), entry=tiny_entry, seed=0,
+              out_dir=tmp_path / "third", dist_info=CPU, encoder=None, null_label=4, meta=META, init_state=bad)
