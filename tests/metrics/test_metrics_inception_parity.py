@@ -9,7 +9,7 @@ import torch
 from deco_bench.metrics import api
 from deco_bench.metrics.frechet import FeatureStats
 
-from .conftest import N_REF, N_SAMPLES
+from .conftest import N_SAMPLES
 
 
 class _Images(torch.utils.data.Dataset):

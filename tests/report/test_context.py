@@ -18,7 +18,7 @@ from deco_bench import paper
 from deco_bench.report.context import build_context, load_inputs, sample_grid
 from deco_bench.report.render import render
 
-from .conftest import COMPLETE, MODELS, write_samples
+from .conftest import COMPLETE, MODELS
 
 
 def _render(root: Path) -> str:
