@@ -96,6 +96,7 @@ class TrainParams:
     repa_align_layer: int = _f(8, lo=1)
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", help="auto: bf16 autocast on CUDA, fp32 on CPU")
     compile: bool = _f(False)
+    num_workers: int = _f(0, lo=0, help="DataLoader worker processes reading training images (0: in the main process)")
     ckpt_every: int = _f(100, lo=1)
     keep_last: int = _f(2, lo=1)
     eval_ckpt_steps: list = _f([], help="steps at which EMA weights are kept for the convergence curve")
@@ -338,13 +339,17 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
 
 
 def to_dict(obj: Any) -> Any:
-    """Resolved parameters as plain data (written next to every stage's outputs)."""
+    """Dataclasses (resolved parameters, summaries), mappings and sequences as plain JSON-ready data."""
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
-        return {k: to_dict(v) for k, v in obj.items()}
+        return {str(k): to_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
     return obj
 
 

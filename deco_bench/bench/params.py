@@ -197,8 +197,4 @@ def paper_gpu_profile() -> BenchParams:
         sample_repeats=5, sample_timed_steps=10, repa_encoder="dinov2-b14", nvml_interval_s=0.05)
 
 
-def to_plain(p: BenchParams) -> dict:
-    return dataclasses.asdict(p)
-
-
-__all__ = ["BenchParams", "BenchSize", "SampleSetting", "parse_bench", "paper_gpu_profile", "to_plain"]
+__all__ = ["BenchParams", "BenchSize", "SampleSetting", "parse_bench", "paper_gpu_profile"]

@@ -77,23 +77,6 @@ def relaunch_with_torchrun(params: Params, module: str, argv: list[str]) -> None
     os.execv(sys.executable, cmd)
 
 
-def to_plain(obj: Any) -> Any:
-    """Dataclasses / paths / numpy scalars as JSON-ready data."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item):
-        return obj.item()
-    return obj
-
-
 def file_digest(path: str | Path) -> str:
     from deco_bench.io import sha256_file
 

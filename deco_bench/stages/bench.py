@@ -21,7 +21,8 @@ import torch
 
 from deco_bench import config as cfgmod
 from deco_bench.bench import env as envmod
-from deco_bench.bench.params import BenchParams, paper_gpu_profile, parse_bench, to_plain
+from deco_bench.bench.params import BenchParams, paper_gpu_profile, parse_bench
+from deco_bench.config import to_dict
 from deco_bench.bench.runner import ModelSpec, Recipe, Telemetry, autocast_dtype, run_benchmark
 from deco_bench.io import atomic_write_json
 from deco_bench.stages import _common
@@ -95,7 +96,7 @@ def run(args) -> None:
         "schema": SCHEMA, "profile": profile, "scale": scale,
         "env": envmod.fingerprint(device, dtype="bf16" if dtype is torch.bfloat16 else "float32",
                                   compile=list(bp.compile), nvml_info=telemetry.info()),
-        "settings": to_plain(bp),
+        "settings": to_dict(bp),
         "units": {"*_s": "seconds", "*_per_s": "per second", "*_bytes": "bytes", "flops_*": "FLOPs (2 per MAC)",
                   "mfu": "fraction of peak.flops_per_s", "power_w": "watts", "*_mhz": "MHz", "energy_j*": "joules"},
         **body,

@@ -93,7 +93,7 @@ def evaluate_point(p: cfgmod.Params, conv: cv.ConvergenceParams, it: dict, metri
     lo, hi = res["ci"].get(metric, (None, None))
     atomic_write_json(it["point"], {"model": it["model"], "step": it["step"], "fingerprint": it["key"],
                                     "metric": metric, "value": res["metrics"][metric], "lo": lo, "hi": hi,
-                                    **_common.to_plain(res)})
+                                    **cfgmod.to_dict(res)})
 
 
 def read_log(path: Path) -> dict[str, list[float]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from deco_bench.io import atomic_write_json, load_npz
+from deco_bench.config import to_dict
 from deco_bench.stages import _common
 
 
@@ -33,7 +34,7 @@ def run(params_path: str, data_dir: Path, out: Path) -> None:
     # Held-out accuracy on the reference crops: a feature space that cannot tell the classes apart would make
     # every FD/IS/PR number meaningless, so the report shows it.
     predicted = extract(model, ref["arr_0"])["logits"].argmax(1)
-    info = {**_common.to_plain(info), "reference_accuracy": float(np.mean(predicted == ref["labels"])),
+    info = {**to_dict(info), "reference_accuracy": float(np.mean(predicted == ref["labels"])),
             "num_classes": int(ref["labels"].max()) + 1}
     save_feature_net(model, out / "net.pt", info)
     atomic_write_json(out / "info.json", {"used": True, **info})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deco_bench.io import atomic_write_json
+from deco_bench.config import to_dict
 from deco_bench.stages import _common
 
 
@@ -25,7 +26,7 @@ def run(params_path: str, name: str, samples: Path, data_dir: Path, evalnet: Pat
         bootstrap=p.evaluate.bootstrap, seed=p.run.seed, batch_size=p.evaluate.batch_size,
         cache_dir=Path(".cache/features"))
     atomic_write_json(out, {"model": name, "label": p.model(name).label or name, "scale": p.run.scale,
-                            "profile": p.run.profile, **_common.to_plain(result)})
+                            "profile": p.run.profile, **to_dict(result)})
 
 
 def main() -> None:

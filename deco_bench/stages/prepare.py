@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from deco_bench.io import atomic_savez, atomic_write_json
+from deco_bench.config import to_dict
 from deco_bench.stages import _common
 
 
@@ -34,7 +35,7 @@ def run(params_path: str, out: Path) -> None:
 
         root = resolve_imagenet_root(p.data.imagenet_root)
         summary = check_image_folder(root, resolution=p.data.resolution, expect_num_classes=p.data.num_classes)
-        info.update(root=str(root), summary=_common.to_plain(summary))
+        info.update(root=str(root), summary=to_dict(summary))
     _common.write_resolved(out / "params.json", p)
     atomic_write_json(out / "info.json", info)
 

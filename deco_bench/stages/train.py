@@ -25,7 +25,7 @@ from deco_bench.training.distributed import cleanup, init_distributed
 from deco_bench.training.loop import LOG_NAME, train
 
 # Parameters that do not change the training trajectory: changing them resumes instead of starting over.
-NON_TRAJECTORY_KEYS = ("steps", "eval_ckpt_steps", "ckpt_every", "keep_last", "log_every", "compile")
+NON_TRAJECTORY_KEYS = ("steps", "eval_ckpt_steps", "ckpt_every", "keep_last", "log_every", "compile", "num_workers")
 
 
 def load_dataset(p: cfgmod.Params, data_dir: Path):

@@ -10,6 +10,7 @@ uninterrupted one would be.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -21,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deco_bench.config import ModelEntry, TrainParams
 from deco_bench.diffusion import losses, path
@@ -96,20 +97,48 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
     return g
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(seed: int, epoch: int, num_items: int) -> torch.Tensor:
+    return torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 7_919 + epoch))
+
+
 def batch_indices(seed: int, step: int, global_batch: int, num_items: int) -> torch.Tensor:
     """Dataset indices of global step `step`: consecutive slices of one seeded permutation per epoch."""
     start = step * global_batch
-    out = []
+    out: list[int] = []
     while len(out) < global_batch:
         epoch, offset = divmod(start + len(out), num_items)
-        g = torch.Generator().manual_seed(seed * 7_919 + epoch)
-        perm = torch.randperm(num_items, generator=g)
-        out.extend(perm[offset: offset + global_batch - len(out)].tolist())
+        out.extend(_epoch_permutation(seed, epoch, num_items)[offset: offset + global_batch - len(out)].tolist())
     return torch.tensor(out, dtype=torch.long)
 
 
-def _collate(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    items = [dataset[int(i)] for i in indices]
+def micro_slice(a: int, rank: int, world: int, micro: int) -> slice:
+    """This rank's rows of the global batch in micro-step a (the same rows on any process count)."""
+    lo = (a * world + rank) * micro
+    return slice(lo, lo + micro)
+
+
+class _MicroBatches(Sampler):
+    """This rank's micro-batches from step `start` on: micro-step a of step k takes its slice of batch_indices(k)."""
+
+    def __init__(self, seed: int, start: int, steps: int, global_batch: int, num_items: int, grad_accum: int,
+                 world: int, rank: int):
+        self.args = (seed, start, steps, global_batch, num_items, grad_accum, world, rank)
+
+    def __iter__(self):
+        seed, start, steps, global_batch, num_items, grad_accum, world, rank = self.args
+        micro = global_batch // (world * grad_accum)
+        for step in range(start, steps):
+            idx = batch_indices(seed, step, global_batch, num_items)
+            for a in range(grad_accum):
+                yield idx[micro_slice(a, rank, world, micro)].tolist()
+
+    def __len__(self) -> int:
+        seed, start, steps, global_batch, num_items, grad_accum, world, rank = self.args
+        return max(steps - start, 0) * grad_accum
+
+
+def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = torch.stack([torch.as_tensor(it[0]) for it in items])
     y = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
     raw = torch.stack([torch.as_tensor(it[2]) for it in items])
@@ -219,23 +248,26 @@ def train(
 
     elapsed_before = float(log_lines[-1]["elapsed_s"]) if log_lines else 0.0
     sample_shape = tuple(torch.as_tensor(dataset[0][0]).shape)
+    # Images are read (and, for ImageNet, decoded) by DataLoader workers; which images each micro-batch holds is
+    # decided by _MicroBatches alone, so the order does not depend on the number of workers.
+    batches = iter(DataLoader(
+        dataset, batch_sampler=_MicroBatches(seed, start_step, tp.steps, tp.global_batch, len(dataset), tp.grad_accum,
+                                             world, rank),
+        collate_fn=_collate, num_workers=tp.num_workers, pin_memory=device.type == "cuda"))
     t_start = time.perf_counter()
     try:
         for step in range(start_step, tp.steps):
             t_step = time.perf_counter()
             # ---- the global batch's data and randomness (identical on every rank) ---------------------------
             g = step_generator(seed, step, device)
-            idx = batch_indices(seed, step, tp.global_batch, len(dataset))
             t_all = path.sample_t(tp.global_batch, generator=g, lognorm=tp.lognorm_t, shift=tp.timeshift, device=device)
             keep = torch.rand(tp.global_batch, generator=g, device=device) >= entry.null_condition_p
             eps_all = torch.randn((tp.global_batch, *sample_shape), generator=g, device=device)
             opt.zero_grad(set_to_none=True)
             sums: dict[str, float] = {}
             for a in range(tp.grad_accum):
-                lo = (a * world + rank) * micro  # this rank's slice of the global batch for micro-step a
-                sl = slice(lo, lo + micro)
-                x, y, raw = _collate(dataset, idx[sl])
-                x, y, raw = x.to(device), y.to(device), raw.to(device)
+                sl = micro_slice(a, rank, world, micro)
+                x, y, raw = (v_.to(device, non_blocking=True) for v_ in next(batches))
                 eps = eps_all[sl]
                 t = t_all[sl]
                 y = torch.where(keep[sl], y, torch.full_like(y, null_label))

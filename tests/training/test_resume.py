@@ -114,3 +114,10 @@ def test_init_state_starts_model_and_ema_from_given_weights(tmp_path, tiny_train
     with pytest.raises(ckpt.ArchitectureMismatchError, match="missing keys: decoder"):
         train(build_model(cfg), DATASET, tp=dataclasses.replace(tiny_train_params, steps=0), entry=tiny_entry, seed=0,
               out_dir=tmp_path / "third", dist_info=CPU, encoder=None, null_label=4, meta=META, init_state=bad)
+
+
+def test_dataloader_workers_do_not_change_the_run(tmp_path, tiny_train_params, tiny_entry):
+    tp = dataclasses.replace(tiny_train_params, steps=3, grad_accum=2, eval_ckpt_steps=[])
+    _, serial = _run(tmp_path / "serial", tp, tiny_entry)
+    _, workers = _run(tmp_path / "workers", dataclasses.replace(tp, num_workers=2), tiny_entry)
+    assert _losses(serial) == _losses(workers)
