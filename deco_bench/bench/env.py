@@ -32,9 +32,17 @@ def _git(*args: str, cwd: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+REVISION_ENV = "DECO_BENCH_GIT_REVISION"
+
+
 def git_revision(cwd: str | os.PathLike | None = None) -> dict:
+    """HEAD of the checkout at cwd. A copy without .git (a tarball, a working tree shipped to a GPU machine) can
+    name its revision in env DECO_BENCH_GIT_REVISION; the result then says where the revision came from."""
     rev = _git("rev-parse", "HEAD", cwd=cwd)
     if rev is None:
+        named = os.environ.get(REVISION_ENV) if cwd is None else None
+        if named:
+            return {"git_revision": named, "git_dirty": None, "git_reason": f"not a git checkout: from ${REVISION_ENV}"}
         return {"git_revision": None, "git_dirty": None, "git_reason": "not a git checkout, or git is not installed"}
     status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
     return {"git_revision": rev, "git_dirty": bool(status), "git_reason": None}
@@ -57,6 +65,11 @@ def hardware(device: torch.device, threads: int | None = None) -> dict:
 def fingerprint(device: torch.device, *, dtype: str, compile: bool | list[bool], nvml_info: dict | None = None) -> dict:
     """Device, driver, CUDA, torch, dtype, compile flag(s), git revision."""
     hw = hardware(device)
+    if nvml_info is None and device.type == "cuda":
+        from deco_bench.bench.nvml import open_device
+
+        dev, _reason = open_device(device.index if device.index is not None else torch.cuda.current_device())
+        nvml_info = dev.info() if dev is not None else None
     if nvml_info is not None and device.type == "cuda":
         hw["mig"] = nvml_info.get("mig")
     env = {

@@ -36,6 +36,12 @@ OFFICIAL_ARGS = {
     "baseline": dict(in_channels=3, num_groups=4, hidden_size=192, num_blocks=6, patch_size=4, num_classes=8),
 }
 SAMPLER_SETTINGS = {"cfg1.0": (1.0, (0.0, 1.0)), "cfg3.2_interval0.1": (3.2, (0.1, 1.0))}
+# The paper-size pair: constructor arguments read from the checkout's own configs (model.denoiser.init_args).
+OFFICIAL_XL_CONFIGS = {"deco": "configs_c2i/DeCo_XL.yaml", "baseline": "configs_c2i/Baseline_DiT_XL.yaml"}
+# Measurement sizes: "s" is the CPU-sized pair above; "xl" the paper's models at 256 px with the official per-GPU
+# train batch (256 over 8 GPUs) -- a GPU-only measurement (two XL models with AdamW need about 25 GB).
+SIZES = {"s": dict(resolution=32, batch=8, sample_batch=4, num_steps=10),
+         "xl": dict(resolution=256, batch=32, sample_batch=8, num_steps=10)}
 
 
 def official_repo(path: str | os.PathLike | None = None) -> Path | None:
@@ -60,16 +66,20 @@ def _import_official(repo: Path):
             "LinearScheduler": LinearScheduler, "guidance_fn": simple_guidance_fn}
 
 
-def our_config(kind: str, a: dict):
-    """Our ModelConfig for official constructor arguments (as deco_bench.official.config_from_official_yaml)."""
-    from deco_bench.models import ModelConfig
+def official_xl_args(repo: Path) -> dict[str, dict]:
+    """{kind: init_args} of DeCo-XL and Baseline-XL, read from the checkout's configs_c2i YAML files."""
+    from deco_bench.official import _read_yaml
 
-    common = dict(hidden_size=a["hidden_size"], num_heads=a["num_groups"], patch_size=a["patch_size"],
-                  in_channels=a["in_channels"], num_classes=a["num_classes"])
-    if kind == "baseline":
-        return ModelConfig("baseline", depth=a["num_blocks"], **common)
-    return ModelConfig("deco", depth=a["num_cond_blocks"], decoder_hidden=a["hidden_size_x"],
-                       decoder_depth=a["num_blocks"] - a["num_cond_blocks"], **common)
+    return {kind: dict(_read_yaml(repo / rel)["model"]["denoiser"]["init_args"])
+            for kind, rel in OFFICIAL_XL_CONFIGS.items()}
+
+
+def our_config(kind: str, a: dict):
+    """Our ModelConfig for official constructor arguments (deco_bench.official's own mapping)."""
+    from deco_bench.official import config_from_official_init_args
+
+    class_path = {"deco": "dit_c2i_DeCo.PixNerDiT", "baseline": "dit_c2i_baseline.FlattenDiT"}[kind]
+    return config_from_official_init_args(class_path, a, source=f"official {kind} arguments")
 
 
 def build_pair(kind: str, repo: Path, args: dict | None = None, seed: int = 0):
@@ -116,7 +126,7 @@ def train_step_fn(model, *, batch: int, resolution: int, num_classes: int, devic
 
 def sampler_fns(official, ours, repo: Path, *, cfg_scale: float, interval: tuple[float, float], num_steps: int,
                 batch: int, resolution: int, num_classes: int, device: torch.device):
-    """(official run, our run, parity max |x_official - x_ours|) for one Euler setting."""
+    """(official run, our run, parity {max_abs_diff, rel_err} of x_ours against x_official) for one Euler setting."""
     from deco_bench.diffusion.sampler import euler_sample
 
     off = _import_official(repo)
@@ -129,7 +139,7 @@ def sampler_fns(official, ours, repo: Path, *, cfg_scale: float, interval: tuple
     null = torch.full_like(labels, num_classes)
 
     def run_official():
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(device):
             return sampler(official, noise, labels, null)
 
     def run_ours():
@@ -137,7 +147,7 @@ def sampler_fns(official, ours, repo: Path, *, cfg_scale: float, interval: tuple
             return euler_sample(ours, noise, labels, num_steps=num_steps, cfg_scale=cfg_scale,
                                 guidance_interval=interval, null_label=num_classes)
 
-    parity = float((run_official().float() - run_ours().float()).abs().max())
+    parity = _diff(run_official(), run_ours())
     return run_official, run_ours, parity
 
 
@@ -158,21 +168,42 @@ def paired_times(fn_a: Callable, fn_b: Callable, *, warmup: int, repeats: int, d
     return ta, tb
 
 
+def _diff(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """max |a - b|, and relative to max |a| (a: the official output)."""
+    d = float((a.float() - b.float()).abs().max())
+    return {"max_abs_diff": d, "rel_err": d / max(float(a.float().abs().max()), 1e-30)}
+
+
 def compare(repo: Path, *, device: torch.device, batch: int = 8, sample_batch: int = 4, resolution: int = 32,
-            num_steps: int = 10, warmup: int = 2, repeats: int = 7) -> dict:
-    """The side-by-side measurement; returns the JSON body (cases, parity, ratios ours/official)."""
+            num_steps: int = 10, warmup: int = 2, repeats: int = 7, official_args: dict | None = None,
+            say: Callable[[str], None] = lambda _m: None) -> dict:
+    """The side-by-side measurement; returns the JSON body (cases, parity, ratios ours/official).
+
+    Forward parity is taken in float32 (TF32 off) and under the bf16 autocast that both trainers use on CUDA."""
+    official_args = official_args or OFFICIAL_ARGS
     cases: dict = {}
     ratios: dict = {}
     for kind in ("deco", "baseline"):
-        args = OFFICIAL_ARGS[kind]
+        args = official_args[kind]
+        say(f"{kind}: building the official and our model")
         official, ours = build_pair(kind, repo, args)
         official, ours = official.to(device), ours.to(device)
         with torch.no_grad():
             g = torch.Generator().manual_seed(5)
             x = torch.randn(2, 3, resolution, resolution, generator=g).to(device)
             t, y = torch.tensor([0.3, 0.8], device=device), torch.tensor([1, args["num_classes"]], device=device)
-            forward_parity = float((official(x, t, y) - ours(x, t, y)).abs().max())
-        entry: dict = {"forward_max_abs_diff": forward_parity}
+            ref = official(x, t, y)
+            fp32 = _diff(ref, ours(x, t, y))
+            entry: dict = {"forward_max_abs_diff": fp32["max_abs_diff"], "forward_rel_err": fp32["rel_err"]}
+            if device.type == "cuda":
+                with _autocast(device):
+                    a, b = official(x, t, y), ours(x, t, y)
+                entry["forward_bf16_autocast"] = {**_diff(a, b), "vs_official_fp32": _diff(ref, a)["rel_err"],
+                                                  "note": "ours vs official, both under bf16 autocast; "
+                                                          "vs_official_fp32: the official bf16 output's own "
+                                                          "relative error against its float32 output"}
+            del ref
+        say(f"{kind}: train step x{repeats} at batch {batch}, {resolution} px")
         nc = args["num_classes"]
         ta, tb = paired_times(train_step_fn(official, batch=batch, resolution=resolution, num_classes=nc, device=device),
                               train_step_fn(ours, batch=batch, resolution=resolution, num_classes=nc, device=device),
@@ -182,19 +213,23 @@ def compare(repo: Path, *, device: torch.device, batch: int = 8, sample_batch: i
         ratios[f"{kind}.train_step.s_per_iter.median"] = statistics.median(tb) / statistics.median(ta)
         official.eval(), ours.eval()
         for name, (cfg_scale, interval) in SAMPLER_SETTINGS.items():
+            say(f"{kind}: sampler {name}, {num_steps} steps at batch {sample_batch}")
             run_a, run_b, parity = sampler_fns(official, ours, repo, cfg_scale=cfg_scale, interval=interval,
                                                num_steps=num_steps, batch=sample_batch, resolution=resolution,
                                                num_classes=nc, device=device)
             ta, tb = paired_times(run_a, run_b, warmup=1, repeats=repeats, device=device)
             entry[f"sampler_{name}"] = {
                 "batch": sample_batch, "num_steps": num_steps, "cfg_scale": cfg_scale, "guidance_interval": interval,
-                "sample_max_abs_diff": parity,
+                "sample_max_abs_diff": parity["max_abs_diff"], "sample_rel_err": parity["rel_err"],
                 "official": {"s_per_image": spread([v / sample_batch for v in ta])},
                 "ours": {"s_per_image": spread([v / sample_batch for v in tb])},
                 "paired_ratio": spread([b / a for a, b in zip(ta, tb)])}
             ratios[f"{kind}.sampler_{name}.s_per_image.median"] = statistics.median(tb) / statistics.median(ta)
         cases[kind] = entry
-    return {"config": {"official_args": OFFICIAL_ARGS, "resolution": resolution, "train_batch": batch,
+        del official, ours
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return {"config": {"official_args": official_args, "resolution": resolution, "train_batch": batch,
                        "sample_batch": sample_batch, "num_steps": num_steps, "warmup": warmup, "repeats": repeats,
                        "sampler_settings": {k: [v[0], list(v[1])] for k, v in SAMPLER_SETTINGS.items()}},
             "cases": cases, "ratios": {"ours/official": ratios}}
@@ -210,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--size", choices=sorted(SIZES), default="s",
+                    help="s: the small pair at 32 px (CPU-sized); xl: DeCo-XL and Baseline-XL at 256 px, train "
+                         "batch 32, arguments from the checkout's configs_c2i (GPU)")
     args = ap.parse_args(argv)
     repo = official_repo(args.official)
     if repo is None:
@@ -219,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    body = compare(repo, device=device, repeats=args.repeats)
+    official_args = official_xl_args(repo) if args.size == "xl" else OFFICIAL_ARGS
+    body = compare(repo, device=device, repeats=args.repeats, official_args=official_args,
+                   say=lambda m: print(f"vs_official: {m}", file=sys.stderr, flush=True), **SIZES[args.size])
     rev = envmod.git_revision(repo)
     result = {"schema": "deco-bench/vs-official/1",
               "env": envmod.fingerprint(device, dtype="bf16" if device.type == "cuda" else "float32", compile=[False]),

@@ -45,6 +45,7 @@ PAPER_METRICS_T2 = ("fid", "sfid", "is", "precision", "recall")
 PAPER_METRICS_T1 = ("fid", "sfid", "is", "recall")
 
 # Standard paths (schemas.md), relative to the repository root.
+BENCH_SCHEMA = "deco-bench/bench-results/1"  # deco_bench/stages/bench.py SCHEMA
 PATHS = {
     "params": "params.yaml", "dvc_lock": "dvc.lock", "data_info": "data/info.json",
     "bench": "bench/results.json", "bench_recordings": "bench/recordings", "spectrum": "spectrum/spectrum.json",
@@ -228,6 +229,8 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
     rec_dir = root / PATHS["bench_recordings"]
     for p in sorted(rec_dir.glob("*.json")) if rec_dir.is_dir() else []:
         v = _read_json(p, errors)
+        if isinstance(v, dict) and v.get("schema", BENCH_SCHEMA) != BENCH_SCHEMA:
+            continue  # another kind of committed result (bench/recordings/checks/ is where they belong)
         if v is not None:
             recordings.append({"file": str(p.relative_to(root)), **(v if isinstance(v, dict) else {"data": v})})
     dvc_lock = None

@@ -66,7 +66,7 @@ def test_sampler_10_steps(benchmark, pair, impl, setting):
     run_official, run_ours, parity = vs.sampler_fns(official.eval(), ours.eval(), REPO, cfg_scale=cfg_scale,
                                                     interval=interval, num_steps=10, batch=4, resolution=32,
                                                     num_classes=8, device=DEVICE)
-    assert parity < 1e-4
+    assert parity["max_abs_diff"] < 1e-4 and parity["rel_err"] < 1e-5
     benchmark.pedantic(synced(run_official if impl == "official" else run_ours), rounds=6, warmup_rounds=1)
 
 
@@ -83,3 +83,13 @@ def test_ratios_meet_the_acceptance_criteria(pair):
                                          num_steps=10, batch=4, resolution=32, num_classes=8, device=DEVICE)
         ta, tb = vs.paired_times(run_a, run_b, warmup=1, repeats=5, device=DEVICE)
         assert statistics.median(tb) / statistics.median(ta) <= bound, setting
+
+
+def test_xl_arguments_from_the_checkout_give_the_paper_presets():
+    """`--size xl` builds the pair from the checkout's configs_c2i; our side must be exactly the XL preset."""
+    from deco_bench.models import get_preset
+
+    args = vs.official_xl_args(REPO)
+    assert args["deco"]["hidden_size"] == 1152 and args["deco"]["num_cond_blocks"] == 28
+    assert vs.our_config("deco", args["deco"]) == get_preset("deco-xl", num_classes=1000)
+    assert vs.our_config("baseline", args["baseline"]) == get_preset("baseline-xl", num_classes=1000)
