@@ -16,10 +16,13 @@
 #                                                                -> <gpu>-<date>-512.json
 #   4. the real pipeline stages (prepare, train, sample) on the `smoke` profile with run.device cuda: the training
 #      loop's bf16 autocast, EMA, checkpointing and the sampler on CUDA -> checks/<gpu>-<date>-smoke-cuda.json
+#   5. where the XL train step's time goes: kernel categories (torch.profiler) against wall time, and the step
+#      with each block compiled (bench/breakdown.py)                 -> checks/<gpu>-<date>-breakdown.json
 # COMPILE=1 adds a torch.compile run at 256 px (<gpu>-<date>-compiled.json; compiling XL takes minutes).
 # If $OUT is set (the device runner's return folder) each file is copied there as soon as it is written.
 # A copy of the repository without .git can name its revision: DECO_BENCH_GIT_REVISION=<sha> bash scripts/...
-# Expected time on an H200: about 5 minutes; the step limits add up to 9.
+# Expected time on an H200: about 8 minutes; the step limits add up to 13.5, more than one device call allows:
+# run steps 1-4 and step 5 as two calls if the limit is 10 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -123,6 +126,10 @@ export -f smoke
 step "smoke pipeline on cuda" 60 bash -c smoke
 keep "$CHK-smoke-cuda.json"
 rm -rf "$SMOKE"
+
+step "train-step breakdown, XL at 256 px" 300 "$PY" -m deco_bench.bench.breakdown --presets deco-xl,baseline-xl \
+    --resolution 256 --batch 32 --compile-blocks --out "$CHK-breakdown.json"
+keep "$CHK-breakdown.json"
 
 if [ "${COMPILE:-0}" = 1 ]; then
     step "bench 256 px, torch.compile" 540 "$PY" -m deco_bench.stages.bench --profile-gpu-paper --resolutions 256 \

@@ -82,8 +82,12 @@ def _encoder(recipe: Recipe, cfg, resolution: int):
 
 
 def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device: torch.device,
-                     dtype: torch.dtype | None, compile: bool, seed: int = 0) -> Callable[[], None]:
-    """A closure doing one full optimisation step on a fixed synthetic batch (see the module docstring)."""
+                     dtype: torch.dtype | None, compile: bool, seed: int = 0,
+                     transform: Callable[[torch.nn.Module], object] | None = None) -> Callable[[], None]:
+    """A closure doing one full optimisation step on a fixed synthetic batch (see the module docstring).
+
+    `transform(net)`, if given, changes the trained network in place after its EMA copy is taken (e.g. compiling
+    its blocks: bench.breakdown)."""
     from deco_bench.diffusion import path
     from deco_bench.diffusion.losses import RepaProjector
     from deco_bench.models import build_model
@@ -100,6 +104,8 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
         projector = RepaProjector(net.hidden_size, net.hidden_size, encoder.out_dim)
     module = DenoiserWithProjector(net, projector, recipe.repa_align_layer).to(device)
     ema = EMA(net, recipe.ema_decay)
+    if transform is not None:
+        transform(net)
     opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     fwd = torch.compile(module) if compile else module
     weights = LossWeights(freqfm=recipe.freqfm_weight, repa=recipe.repa_weight if encoder is not None else 0.0,
