@@ -47,8 +47,13 @@ def kernel_table(prof, device: torch.device, steps: int) -> list[dict]:
     """Per kernel (CUDA) or per operator (CPU): calls and self time per step, largest first."""
     from torch.autograd import DeviceType
 
+    # record_function ranges (e.g. "Optimizer.step#AdamW.step") also appear on the GPU timeline, spanning the
+    # kernels launched inside them: counting them would count those kernels twice
+    annotations = {e.name for e in prof.events() if getattr(e, "is_user_annotation", False)}
     rows = []
     for avg in prof.key_averages():
+        if avg.key in annotations or avg.key.startswith("ProfilerStep"):
+            continue
         if device.type == "cuda":
             if avg.device_type != DeviceType.CUDA:
                 continue
