@@ -20,7 +20,7 @@
 #      with each block compiled (bench/breakdown.py)                 -> checks/<gpu>-<date>-breakdown.json
 # COMPILE=1 adds a torch.compile run at 256 px (<gpu>-<date>-compiled.json; compiling XL takes minutes).
 # If $OUT is set (the device runner's return folder) each file is copied there as soon as it is written.
-# A copy of the repository without .git can name its revision: DECO_BENCH_GIT_REVISION=<sha> bash scripts/...
+# A copy whose .git is missing or stale names its revision: DECO_BENCH_GIT_REVISION=<sha> bash scripts/...
 # Expected time on an H200: about 8 minutes; the step limits add up to 13.5, more than one device call allows:
 # run steps 1-4 and step 5 as two calls if the limit is 10 minutes.
 set -uo pipefail

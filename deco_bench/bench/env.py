@@ -36,13 +36,15 @@ REVISION_ENV = "DECO_BENCH_GIT_REVISION"
 
 
 def git_revision(cwd: str | os.PathLike | None = None) -> dict:
-    """HEAD of the checkout at cwd. A copy without .git (a tarball, a working tree shipped to a GPU machine) can
-    name its revision in env DECO_BENCH_GIT_REVISION; the result then says where the revision came from."""
+    """HEAD of the checkout at cwd. A copy whose .git is missing or stale (a tarball, a working tree shipped to a GPU
+    machine) can name its revision in env DECO_BENCH_GIT_REVISION, which then wins; the result says so and keeps
+    the HEAD that git reported."""
     rev = _git("rev-parse", "HEAD", cwd=cwd)
+    named = os.environ.get(REVISION_ENV) if cwd is None else None
+    if named:
+        return {"git_revision": named, "git_dirty": None, "git_head_reported": rev,
+                "git_reason": f"named by ${REVISION_ENV}"}
     if rev is None:
-        named = os.environ.get(REVISION_ENV) if cwd is None else None
-        if named:
-            return {"git_revision": named, "git_dirty": None, "git_reason": f"not a git checkout: from ${REVISION_ENV}"}
         return {"git_revision": None, "git_dirty": None, "git_reason": "not a git checkout, or git is not installed"}
     status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
     return {"git_revision": rev, "git_dirty": bool(status), "git_reason": None}

@@ -4,7 +4,8 @@ machine, measured side by side.
 The official model classes (`PixNerDiT`, `FlattenDiT`) and its Euler sampler need only torch, so they are
 imported from a checkout given by path (or env DECO_OFFICIAL_REPO) and run -- nothing is copied. Each official
 model is built with seeded, perturbed weights (its init zeroes the output layers), and ours gets the same weights
-through deco_bench.official's key mapping; the outputs are checked equal before anything is timed.
+through deco_bench.official's key mapping; the differences of the outputs (forward and samples) are recorded
+beside the timings (tests/benchmarks/test_vs_official.py asserts them on CPU).
 
 Timed, in interleaved pairs (official, ours, official, ours, ...) so that drift of a shared machine hits both:
 - train step: forward, MSE to a fixed target, backward, AdamW step (bf16 autocast on CUDA, as both trainers);
@@ -12,6 +13,10 @@ Timed, in interleaved pairs (official, ours, official, ours, ...) so that drift 
   unconditional half; ours skips it) and with CFG 3.2 on (0.1, 1] (the official XL configs).
 
     python -m deco_bench.bench.vs_official --official /work/official --out bench/vs_official.json
+    python -m deco_bench.bench.vs_official --official /work/official --device cuda --size xl --out X.json  # GPU
+
+`--size xl` builds DeCo-XL and Baseline-XL from the checkout's configs_c2i and measures at 256 px with the
+official per-GPU batch 32; on CUDA the forward parity is also taken under bf16 autocast.
 """
 
 from __future__ import annotations

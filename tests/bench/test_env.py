@@ -1,4 +1,5 @@
-"""The environment fingerprint's git revision: from git, from DECO_BENCH_GIT_REVISION in a copy without .git."""
+"""The environment fingerprint's git revision: from git, or named by DECO_BENCH_GIT_REVISION (copies whose .git is
+missing or stale, as on a GPU machine that received a copy of the working tree)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import subprocess
 from deco_bench.bench import env as envmod
 
 
-def test_revision_of_this_checkout_is_head():
+def test_revision_of_this_checkout_is_head(monkeypatch):
+    monkeypatch.delenv(envmod.REVISION_ENV, raising=False)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     got = envmod.git_revision()
     if head:
@@ -22,4 +24,12 @@ def test_copy_without_git_takes_the_named_revision(tmp_path, monkeypatch):
     monkeypatch.setenv(envmod.REVISION_ENV, "0123abc")
     got = envmod.git_revision()
     assert got["git_revision"] == "0123abc" and envmod.REVISION_ENV in got["git_reason"]
-    assert got["git_dirty"] is None
+    assert got["git_dirty"] is None and got["git_head_reported"] is None
+
+
+def test_named_revision_wins_over_a_stale_head(monkeypatch):
+    monkeypatch.setenv(envmod.REVISION_ENV, "0123abc")
+    got = envmod.git_revision()
+    assert got["git_revision"] == "0123abc"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert got["git_head_reported"] == (head or None)
