@@ -98,18 +98,23 @@ def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def config_from_official_yaml(path: str | os.PathLike) -> ModelConfig:
-    """ModelConfig of the denoiser in an official Lightning config (`model.denoiser.{class_path,init_args}`).
-
-    Note: `Baseline_DiT_JiT.yaml` uses the baseline network but trains it to predict x, not v (facts.md §5.2).
-    """
+def official_denoiser(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """(class_path, init_args) of `model.denoiser` in an official Lightning config: the official constructor call."""
     doc = _read_yaml(path)
     model_section = doc.get("model")
     denoiser = model_section.get("denoiser") if isinstance(model_section, dict) else None
     if not isinstance(denoiser, dict) or "class_path" not in denoiser:
         raise OfficialFormatError(f"{path}: no model.denoiser.class_path; is this an official DeCo config?")
-    return config_from_official_init_args(str(denoiser["class_path"]), denoiser.get("init_args") or {},
-                                          source=str(path))
+    return str(denoiser["class_path"]), dict(denoiser.get("init_args") or {})
+
+
+def config_from_official_yaml(path: str | os.PathLike) -> ModelConfig:
+    """ModelConfig of the denoiser in an official Lightning config (`model.denoiser.{class_path,init_args}`).
+
+    Note: `Baseline_DiT_JiT.yaml` uses the baseline network but trains it to predict x, not v (facts.md §5.2).
+    """
+    class_path, init_args = official_denoiser(path)
+    return config_from_official_init_args(class_path, init_args, source=str(path))
 
 
 def config_from_official_init_args(class_path: str, init_args: dict[str, Any], source: str = "config") -> ModelConfig:

@@ -184,12 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     dtype = autocast_dtype("auto", device)
     official = {s.preset: s for s in paper_specs()}
     specs = []
-    for name in [p.strip() for p in args.presets.split(",") if p.strip()]:
-        if name in official:
-            specs.append(official[name])
+    for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
+        if preset in official:
+            specs.append(official[preset])
         else:
-            cfg = get_preset(name)
-            specs.append(ModelSpec(name, name, name, cfg, replace(Recipe(), repa_align_layer=min(2, cfg.depth))))
+            try:
+                cfg = get_preset(preset)
+            except ValueError as e:
+                ap.error(str(e))
+            specs.append(ModelSpec(preset, preset, preset, cfg, replace(Recipe(), repa_align_layer=min(2, cfg.depth))))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     peak = flopsmod.documented_peak(name)[0] if dtype is torch.bfloat16 else None
     say = lambda m: print(f"breakdown: {m}", file=sys.stderr, flush=True)  # noqa: E731

@@ -73,10 +73,9 @@ def _import_official(repo: Path):
 
 def official_xl_args(repo: Path) -> dict[str, dict]:
     """{kind: init_args} of DeCo-XL and Baseline-XL, read from the checkout's configs_c2i YAML files."""
-    from deco_bench.official import _read_yaml
+    from deco_bench.official import official_denoiser
 
-    return {kind: dict(_read_yaml(repo / rel)["model"]["denoiser"]["init_args"])
-            for kind, rel in OFFICIAL_XL_CONFIGS.items()}
+    return {kind: official_denoiser(repo / rel)[1] for kind, rel in OFFICIAL_XL_CONFIGS.items()}
 
 
 def our_config(kind: str, a: dict):
@@ -184,7 +183,8 @@ def compare(repo: Path, *, device: torch.device, batch: int = 8, sample_batch: i
             say: Callable[[str], None] = lambda _m: None) -> dict:
     """The side-by-side measurement; returns the JSON body (cases, parity, ratios ours/official).
 
-    Forward parity is taken in float32 (TF32 off) and under the bf16 autocast that both trainers use on CUDA."""
+    Forward parity is taken in float32 (torch's default matmul precision, no TF32) and, on CUDA, also under the bf16
+    autocast that both trainers use."""
     official_args = official_args or OFFICIAL_ARGS
     cases: dict = {}
     ratios: dict = {}

@@ -49,3 +49,9 @@ def test_cpu_run_writes_the_breakdown(tmp_path):
     names = [r["name"] for r in e["breakdown"]["top"]]
     assert names and not any(n.startswith("Optimizer.") for n in names)  # record_function ranges left out
     assert abs(sum(c["share_of_busy"] for c in e["breakdown"]["categories"].values()) - 1) < 1e-9
+
+
+def test_unknown_preset_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        bd.main(["--presets", "deco-xxl", "--out", "unused.json"])
+    assert e.value.code == 2 and "unknown model preset 'deco-xxl'" in capsys.readouterr().err
