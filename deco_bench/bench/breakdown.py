@@ -194,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(str(e))
             specs.append(ModelSpec(preset, preset, preset, cfg, replace(Recipe(), repa_align_layer=min(2, cfg.depth))))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    peak = flopsmod.documented_peak(name)[0] if dtype is torch.bfloat16 else None
+    peak, peak_text = flopsmod.documented_peak(name) if dtype is torch.bfloat16 else (None, None)
     say = lambda m: print(f"breakdown: {m}", file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"schema": SCHEMA, "resolution": args.resolution, "batch": args.batch,
-                    "peak_flops_per_s": peak, "peak_source": flopsmod.documented_peak(name)[1] if peak else None,
+                    "peak_flops_per_s": peak, "peak_source": peak_text if peak else None,
                     "categories": {c: list(k) for c, k in CATEGORIES}, "models": {},
                     "env": envmod.fingerprint(device, dtype="bf16" if dtype is torch.bfloat16 else "float32",
                                               compile=[False, True] if args.compile_blocks else [False])}
