@@ -96,8 +96,14 @@ def _json_default(obj: Any) -> Any:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to `path` atomically, byte-deterministically.
+
+    Given a file name, torch.save names the zip's records after it, so the random temporary name would end up
+    inside the file and two identical saves would differ. Given an open file, the record names are fixed.
+    """
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
 
 
 def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -168,6 +174,31 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_HASH_CACHE = Path(".cache") / "sha256.json"
+
+
+def sha256_cached(path: str | os.PathLike, cache: str | os.PathLike = _HASH_CACHE) -> str:
+    """sha256 of a (possibly multi-GB) file, remembered per (real path, size, mtime) so a re-run does not re-read it."""
+    path = Path(path)
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    cache = Path(cache)
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(known.get(key), str):
+        return known[key]
+    digest = sha256_file(path)
+    known = {k: v for k, v in known.items() if not k.startswith(f"{path.resolve()}|")}
+    known[key] = digest
+    with contextlib.suppress(OSError):  # a read-only checkout still gets the hash, just not remembered
+        atomic_write_json(cache, known)
+    return digest
 
 
 def check_free_space(folder: str | os.PathLike, need_bytes: int, what: str) -> None:

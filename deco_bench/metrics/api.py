@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deco_bench.io import DecoBenchError
 from deco_bench.metrics import adm_npz, bootstrap as bs, weights
 from deco_bench.metrics.adm_npz import TooFewImagesError
 from deco_bench.metrics.features import extract_npz
@@ -162,17 +163,17 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
                      inception_sha256: str | None = "manifest", num_images_expected: int, bootstrap: int = 200,
                      seed: int = 0, batch_size: int = 50, cache_dir: str | os.PathLike | None = None,
                      dinov2_weights: str | os.PathLike | None = None, dinov2_sha256: str | None = "manifest",
-                     dinov2_arch: str = "vitl14") -> dict:
-    """Score the first `num_images_expected` images of an ADM sample batch (the stage entry point).
+                     dinov2_arch: str = "vitl14", resolution: int | None = None,
+                     allow_subset: bool = False) -> dict:
+    """Score the `num_images_expected` images of an ADM sample batch (the stage entry point).
 
-    Raises TooFewImagesError when the file holds fewer images than expected (a metric on fewer images than asked
-    is never reported). With `dinov2_weights` (a local official DINOv2 .pth) fd_dinov2 is added, against the
+    The cheap checks of `check_sample_set` come first: the count (a metric on fewer images than asked is never
+    reported; a larger file is an error unless `allow_subset`, which scores its first images and says so in the
+    result's `subset_of`), and the resolution against `resolution` and the reference's images. With `dinov2_weights` (a local official DINOv2 .pth) fd_dinov2 is added, against the
     reference's images (a statistics-only reference skips it).
     """
-    available = adm_npz.num_images(samples_npz)
-    if available < num_images_expected:
-        raise TooFewImagesError(f"{samples_npz}: holds {available} images, {num_images_expected} were requested; "
-                                "refusing to report metrics on fewer images than requested")
+    check_sample_set(samples_npz, reference_npz, num_images_expected, resolution=resolution,
+                     allow_subset=allow_subset)
     if feature_space == "inception":
         extractor, names = _inception(inception_weights, inception_sha256), INCEPTION_NAMES
     elif feature_space == "embed":
@@ -198,8 +199,45 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
                        seed=seed, batch_size=batch_size, cache_dir=cache_dir)
         extra["extractor_dinov2"] = dino.identity
     return {"metrics": out["metrics"], "ci": out["ci"], "bootstrap": out["bootstrap"], "skipped": out["skipped"],
-            "num_images": num_images_expected, "feature_space": feature_space,
+            "num_images": num_images_expected, "subset_of": subset_of(samples_npz, num_images_expected),
+            "feature_space": feature_space,
             "extractor": extractor.identity, "bootstrap_replicates": bootstrap, "seed": seed, **extra}
+
+
+class SampleSetMismatchError(DecoBenchError):
+    """A sample set is not the one asked for: another image count, or another resolution than the reference."""
+
+
+def check_sample_set(samples_npz, reference_npz, num_images: int, *, resolution: int | None = None,
+                     allow_subset: bool = False) -> None:
+    """Header-only checks of a sample set against what is asked, before any feature is extracted."""
+    shape, _ = adm_npz.array_info(samples_npz)
+    available = int(shape[0])
+    if available < num_images:
+        raise TooFewImagesError(f"{samples_npz}: holds {available} images, {num_images} were requested; "
+                                "refusing to report metrics on fewer images than requested")
+    if available > num_images and not allow_subset:
+        raise SampleSetMismatchError(f"{samples_npz}: holds {available} images, {num_images} were requested; "
+                                     "refusing to score a part of the file silently (ask for all of them, or "
+                                     "for an explicit subset)")
+    if len(shape) != 4:
+        raise adm_npz.SampleFormatError(f"{samples_npz}: expected a (N, H, W, 3) array, got shape {tuple(shape)}")
+    size = tuple(int(d) for d in shape[1:3])
+    if resolution is not None and size != (resolution, resolution):
+        raise SampleSetMismatchError(f"{samples_npz}: images are {size[0]}x{size[1]}, the run's resolution is "
+                                     f"{resolution}x{resolution}")
+    if adm_npz.has_array(reference_npz, adm_npz.IMAGES_KEY):
+        ref_shape, _ = adm_npz.array_info(reference_npz)
+        ref_size = tuple(int(d) for d in ref_shape[1:3])
+        if len(ref_shape) == 4 and ref_size != size:
+            raise SampleSetMismatchError(f"{samples_npz}: images are {size[0]}x{size[1]}, the reference "
+                                         f"{reference_npz} holds {ref_size[0]}x{ref_size[1]} images")
+
+
+def subset_of(samples_npz, num_images: int) -> int | None:
+    """The file's image count when only its first `num_images` were scored, else None."""
+    available = adm_npz.num_images(samples_npz)
+    return available if available != num_images else None
 
 
 def _add_fd_dinov2(out: dict, samples_npz, reference_npz, extractor, *, num_images: int, bootstrap: int, seed: int,

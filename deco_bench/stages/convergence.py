@@ -27,7 +27,7 @@ from deco_bench.io import MissingFileError, atomic_write_json
 from deco_bench.metrics import evaluate_samples
 from deco_bench.metrics.api import LOWER_IS_BETTER
 from deco_bench.stages import _common
-from deco_bench.stages.sample import sample_set
+from deco_bench.stages._sampling import sample_set
 from deco_bench.training.checkpoint import ckpt_name
 
 CODE_PACKAGES = ("diffusion", "models", "metrics")  # the code a point depends on: a change re-evaluates
@@ -75,7 +75,8 @@ def sample_point(p: cfgmod.Params, it: dict) -> None:
         return  # samples of these weights and settings exist: only the evaluation is redone
     shards = it["npz"].with_name(it["npz"].stem + "_shards")
     sample_set(it["weights"], it["npz"], shards, sp=it["sp"], seed=p.sample.seed, num_classes=p.data.num_classes,
-               resolution=p.data.resolution, device_req=p.run.device, desc=f"convergence {it['model']}@{it['step']}")
+               resolution=p.data.resolution, device_req=p.run.device, desc=f"convergence {it['model']}@{it['step']}",
+               expected_step=it["step"], expected_name=it["model"])
     if _common.is_main_process():
         atomic_write_json(sidecar, {"fingerprint": it["sample_key"]})
         shutil.rmtree(shards, ignore_errors=True)  # the .npz holds them all
@@ -96,8 +97,10 @@ def evaluate_point(p: cfgmod.Params, conv: cv.ConvergenceParams, it: dict, metri
                                     **cfgmod.to_dict(res)})
 
 
-def read_log(path: Path) -> dict[str, list[float]]:
+def read_log(path: Path, last_step: int) -> dict[str, list[float]]:
+    """The training log's step/elapsed_s/images_seen columns up to `last_step` (train.steps), never beyond it."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = [r for r in rows if r.get("step", 0) <= last_step]
     return {k: [float(r[k]) for r in rows] for k in ("step", "elapsed_s", "images_seen")}
 
 
@@ -124,7 +127,7 @@ def run(params_path: str, runs: Path, data_dir: Path, evalnet: Path, out: Path) 
         evaluate_point(p, conv, it, metric, reference, evalnet)
     points = {m: [json.loads(it["point"].read_text()) for it in items if it["model"] == m]
               for m in (conv.deco, conv.baseline)}
-    rows, speed = cv.summarise(points, {m: read_log(runs / m / "train_log.jsonl") for m in points}, conv,
+    rows, speed = cv.summarise(points, {m: read_log(runs / m / "train_log.jsonl", p.train.steps) for m in points}, conv,
                                metric=metric, lower_is_better=metric in LOWER_IS_BETTER,
                                labels={m: p.model(m).label or m for m in points})
     speed.update(scale=p.run.scale, profile=p.run.profile)

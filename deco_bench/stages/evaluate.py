@@ -3,30 +3,52 @@
 embedded scale: fd_embed, is_embed, precision_embed, recall_embed, kid_embed (the evalnet feature space; never
 called FID). paper scale: fid, sfid, is, precision, recall, kid with torch-fidelity's Inception against the ADM
 reference batch. Writes metrics/<model>.json (declared as DVC metrics).
+
+Cheap checks come first, before any feature is extracted: the model name, the sample count (exactly
+sample.num_images), the resolution (data.resolution and the reference's), and the training step the samples were
+drawn from (train.steps).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from deco_bench.io import atomic_write_json
 from deco_bench.config import to_dict
+from deco_bench.io import CorruptFileError, atomic_write_json, load_npz
+from deco_bench.metrics import evaluate_samples
+from deco_bench.metrics.api import check_sample_set
 from deco_bench.stages import _common
+from deco_bench.training.resume import StepMismatchError
+
+
+def samples_train_step(samples: Path) -> int:
+    """The training step recorded in a sample set written by the sample stage."""
+    try:
+        return int(load_npz(samples, ["train_step"])["train_step"])
+    except CorruptFileError as e:
+        raise CorruptFileError(f"{samples}: records no training step (written by an older deco-bench?); re-run the "
+                               f"sample stage") from e
+    except (TypeError, ValueError) as e:
+        raise CorruptFileError(f"{samples}: its train_step is not one integer") from e
 
 
 def run(params_path: str, name: str, samples: Path, data_dir: Path, evalnet: Path, out: Path) -> None:
     p = _common.setup(params_path)
-    from deco_bench.metrics import evaluate_samples
-
+    entry = p.model(name)  # an unknown model name fails here, before any work
     reference = Path(p.evaluate.reference) if p.evaluate.reference else data_dir / "reference.npz"
+    check_sample_set(samples, reference, p.sample.num_images, resolution=p.data.resolution)
+    step = samples_train_step(samples)
+    if step != p.train.steps:
+        raise StepMismatchError(f"{samples}: drawn from the weights of step {step}, but train.steps is "
+                                f"{p.train.steps}; re-run the sample stage")
     result = evaluate_samples(
         samples, reference, feature_space=p.evaluate.feature_space,
         feature_net_path=evalnet if p.evaluate.feature_space == "embed" else None,
         inception_weights=p.evaluate.inception_weights or None, num_images_expected=p.sample.num_images,
         bootstrap=p.evaluate.bootstrap, seed=p.run.seed, batch_size=p.evaluate.batch_size,
-        cache_dir=Path(".cache/features"))
-    atomic_write_json(out, {"model": name, "label": p.model(name).label or name, "scale": p.run.scale,
-                            "profile": p.run.profile, **to_dict(result)})
+        cache_dir=Path(".cache/features"), resolution=p.data.resolution)
+    atomic_write_json(out, {"model": name, "label": entry.label or name, "scale": p.run.scale,
+                            "profile": p.run.profile, "train_step": step, **to_dict(result)})
 
 
 def main() -> None:

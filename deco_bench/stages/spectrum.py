@@ -47,13 +47,13 @@ def run(params_path: str, weights: dict[str, Path], out_dir: Path) -> None:
     sp = spectrum_params(p)
     from deco_bench import paper
     from deco_bench.spectral.analysis import capture_spectra, fig4_svg
-    from deco_bench.stages.sample import load_ema_model
+    from deco_bench.stages._sampling import load_ema_model
     from deco_bench.training.distributed import resolve_device
 
     device = resolve_device(p.run.device)
     results = {}
     for name, path in weights.items():
-        model, model_cfg = load_ema_model(path, device)
+        model, model_cfg, _ = load_ema_model(path, device, expected_step=p.train.steps)
         results[name] = capture_spectra(model, num_images=sp.num_images, num_steps=sp.num_steps, seed=sp.seed,
                                         num_classes=p.data.num_classes, resolution=p.data.resolution,
                                         batch_size=sp.batch_size, device=device, timeshift=p.sample.timeshift,

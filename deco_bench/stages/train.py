@@ -10,7 +10,6 @@ an uninterrupted run would have. Changing a parameter that changes the training 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -22,10 +21,8 @@ from deco_bench.io import CorruptFileError, atomic_write_json, check_free_space,
 from deco_bench.stages import _common
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import cleanup, init_distributed
-from deco_bench.training.loop import LOG_NAME, train
-
-# Parameters that do not change the training trajectory: changing them resumes instead of starting over.
-NON_TRAJECTORY_KEYS = ("steps", "eval_ckpt_steps", "ckpt_every", "keep_last", "log_every", "compile", "num_workers")
+from deco_bench.training.loop import train
+from deco_bench.training.resume import reconcile, trajectory_meta
 
 
 def load_dataset(p: cfgmod.Params, data_dir: Path):
@@ -47,43 +44,6 @@ def build_encoder(p: cfgmod.Params, model_cfg):
                  image_size=p.data.resolution, patch_size=model_cfg.patch_size, seed=p.run.seed)
 
 
-def trajectory_meta(p: cfgmod.Params, name: str, model_cfg) -> dict:
-    train = {k: v for k, v in cfgmod.to_dict(p.train).items() if k not in NON_TRAJECTORY_KEYS}
-    trajectory = {"model": cfgmod.to_dict(model_cfg), "entry": cfgmod.to_dict(p.model(name)), "train": train,
-                  "data": cfgmod.to_dict(p.data), "seed": p.run.seed}  # not the process count: see loop.py
-    return {"fingerprint": _common.fingerprint(trajectory), "model_config": cfgmod.to_dict(model_cfg),
-            "model_name": name}
-
-
-def reconcile_outputs(run_dir: Path, meta: dict, eval_steps: list[int]) -> str:
-    """Decide how the previous state of run_dir is reused; returns a one-line note for the log."""
-    ckpt_dir, eval_dir = run_dir / "ckpt", run_dir / "eval_ckpts"
-    found = ckpt.list_checkpoints(ckpt_dir)
-    if not found:
-        shutil.rmtree(eval_dir, ignore_errors=True)
-        return "starting from scratch"
-    try:
-        latest = ckpt.load_checkpoint(found[-1][1])
-    except Exception as e:  # an unreadable newest checkpoint: drop it, fall back to the previous one
-        found[-1][1].unlink()
-        return f"dropped unreadable checkpoint {found[-1][1].name} ({e}); " + reconcile_outputs(run_dir, meta, eval_steps)
-    if latest.get("meta", {}).get("fingerprint") != meta["fingerprint"]:
-        for sub in ("ckpt", "eval_ckpts"):
-            shutil.rmtree(run_dir / sub, ignore_errors=True)
-        (run_dir / LOG_NAME).unlink(missing_ok=True)
-        return "parameters changed since the last checkpoint: starting over"
-    # A newly scheduled evaluation checkpoint earlier than the newest resume point: rewind to a resume point at or
-    # before it (the trajectory is deterministic, so re-running those steps reproduces them exactly).
-    have = {s for s, _ in ckpt.list_checkpoints(eval_dir)}
-    missing = [s for s in eval_steps if s not in have and s <= found[-1][0]]
-    if missing:
-        for s, f in found:
-            if s > missing[0]:
-                f.unlink()
-        return f"rewinding to produce evaluation checkpoint(s) {missing}"
-    return f"resuming from step {found[-1][0]}"
-
-
 def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Path) -> None:
     p = _common.setup(params_path)
     _common.relaunch_with_torchrun(p, "deco_bench.stages.train", sys.argv[1:])
@@ -96,10 +56,10 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
     torch.manual_seed(p.run.seed)  # model initialisation is part of the run's definition
     net = build_model(model_cfg)
     if dist_info.is_main:  # resume checkpoints (weights + EMA + 2 AdamW moments) + eval checkpoints, float32
-        n_bytes = 4 * count_parameters(net)  # checked before reconcile_outputs touches anything in `out`
+        n_bytes = 4 * count_parameters(net)  # checked before reconcile touches anything in `out`
         check_free_space(out, n_bytes * (4 * (p.train.keep_last + 1) + len(p.train.eval_ckpt_steps) + 1),
                          f"train@{name} (checkpoints)")
-    note = reconcile_outputs(out, meta, list(p.train.eval_ckpt_steps)) if dist_info.is_main else ""
+    note = reconcile(out, meta, p.train.steps, list(p.train.eval_ckpt_steps)) if dist_info.is_main else ""
     from deco_bench.training.distributed import barrier
 
     barrier()
@@ -108,8 +68,9 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
     if entry.init_from:
         from deco_bench.io import safe_torch_load
 
-        init_state = safe_torch_load(entry.init_from).get("ema")
-        if init_state is None:
+        loaded = safe_torch_load(entry.init_from)
+        init_state = loaded.get("ema") if isinstance(loaded, dict) else None
+        if not isinstance(init_state, dict):
             raise CorruptFileError(f"{entry.init_from}: models.{name}.init_from needs a deco-bench EMA weights file "
                                    f"(final.pt or eval_ckpts/step_*.pt)")
     encoder = build_encoder(p, model_cfg) if entry.repa_weight > 0 else None

@@ -30,8 +30,7 @@ from deco_bench.io import DecoBenchError, atomic_torch_save, atomic_write_text
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import DistInfo, all_reduce_mean
 from deco_bench.training.ema import EMA
-
-LOG_NAME = "train_log.jsonl"
+from deco_bench.training.resume import LOG_NAME
 
 
 class NonFiniteLossError(DecoBenchError):
@@ -209,6 +208,10 @@ def train(
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
+        if start_step > tp.steps:  # resume.reconcile removes such points first; never report later weights
+            raise DecoBenchError(
+                f"{out_dir / 'ckpt'}: the newest checkpoint is at step {start_step}, past train.steps={tp.steps}; "
+                f"run the train stage (it rewinds) or delete that folder")
     resumed_from = start_step
 
     train_module: nn.Module = module

@@ -28,7 +28,8 @@ def tiny_pipeline(tmp_path_factory):
     torch.manual_seed(123)
     net = build_model(model_cfg)
     weights = root / "weights" / "final.pt"
-    atomic_torch_save({"step": 0, "ema": net.state_dict(),
+    # untrained weights standing in for the run's final.pt: they claim the step the sample stage expects
+    atomic_torch_save({"step": p.train.steps, "ema": net.state_dict(),
                        "meta": {"model_config": cfgmod.to_dict(model_cfg), "fingerprint": "tiny", "model_name": "deco"}},
                       weights)
     return {"root": root, "params": params, "data": root / "data", "weights": weights, "p": p}

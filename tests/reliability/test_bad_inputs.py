@@ -31,10 +31,11 @@ from deco_bench.io import (ChecksumError, CorruptFileError, DecoBenchError, Disk
                            UnsafeCheckpointError, atomic_savez, atomic_torch_save, check_free_space, load_npz,
                            safe_torch_load)
 from deco_bench.models import build_model, get_preset
-from deco_bench.stages import sample as sample_stage
+from deco_bench.stages import _sampling as sample_stage
 from deco_bench.stages import train as train_stage
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import DistInfo
+from deco_bench.training import resume
 from deco_bench.training.loop import train
 
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -92,7 +93,7 @@ def test_truncated_checkpoint_is_named_and_training_falls_back_to_the_previous_o
     with pytest.raises(CorruptFileError):  # the loop never silently resumes from something else
         ckpt.latest_checkpoint(run / "ckpt")
     earlier = snapshot(run)
-    note = train_stage.reconcile_outputs(run, META, [3])
+    note = resume.reconcile(run, META, 10**9, [3])
     assert note.startswith(f"dropped unreadable checkpoint {newest.name}") and note.endswith("resuming from step 2")
     assert not newest.exists()
     after = snapshot(run)
@@ -110,7 +111,7 @@ def test_all_checkpoints_unreadable_starts_over(tmp_path):
     (tmp_path / "eval_ckpts").mkdir()
     (tmp_path / "eval_ckpts" / ckpt.ckpt_name(1)).write_bytes(b"x")
     truncate(tmp_path / "ckpt" / ckpt.ckpt_name(2), 0.3)
-    note = train_stage.reconcile_outputs(tmp_path, META, [])
+    note = resume.reconcile(tmp_path, META, 10**9, [])
     assert note.count("dropped unreadable checkpoint") == 2 and note.endswith("starting from scratch")
     assert ckpt.list_checkpoints(tmp_path / "ckpt") == [] and not (tmp_path / "eval_ckpts").exists()
 
@@ -128,7 +129,7 @@ def test_checkpoint_of_other_parameters_is_not_resumed(tmp_path):
     tiny_train(tmp_path, 2, meta={"fingerprint": "old", "model_config": {}})
     with pytest.raises(DecoBenchError, match="different configuration"):
         tiny_train(tmp_path, 4)  # the loop itself refuses to mix trajectories
-    note = train_stage.reconcile_outputs(tmp_path, META, [])
+    note = resume.reconcile(tmp_path, META, 10**9, [])
     assert note.startswith("parameters changed")
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "train_log.jsonl").exists()
 
@@ -353,7 +354,7 @@ def test_pickled_callable_in_the_resume_folder_is_dropped_not_executed(tmp_path)
     pickled_callable_file(tmp_path / "ckpt" / ckpt.ckpt_name(2), marker)
     with pytest.raises(UnsafeCheckpointError):
         ckpt.latest_checkpoint(tmp_path / "ckpt")
-    assert train_stage.reconcile_outputs(tmp_path, META, []).endswith("starting from scratch")
+    assert resume.reconcile(tmp_path, META, 10**9, []).endswith("starting from scratch")
     assert not marker.exists()
 
 
