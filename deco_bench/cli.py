@@ -22,13 +22,9 @@ def _profile(args: argparse.Namespace) -> int:
         profiles.use(args.name)
         print(f"params.yaml now holds profile {args.name!r}; run `dvc repro` (or `make repro`)")
         return 0
-    mismatches = profiles.check_official(args.name)
-    if not mismatches:
-        print(f"profile {args.name!r}: every parameter is valid and equals the official config's value")
-        return 0
-    for key, ours, official in mismatches:
-        print(f"  {key}: profile {ours!r} != official {official!r}")
-    return 1
+    check = profiles.official_check(args.name)
+    print("\n".join(profiles.describe_official_check(check)))
+    return 1 if check.mismatches else 0
 
 
 def _check(args: argparse.Namespace) -> int:

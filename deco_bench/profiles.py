@@ -9,6 +9,7 @@ so the paper profiles do not inherit the embedded ablation variants).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,23 +65,73 @@ def get_dotted(raw: dict, key: str) -> Any:
     return cur
 
 
-def check_official(name: str, folder: Path = EXPERIMENTS) -> list[tuple[str, Any, Any]]:
-    """Dry run: resolve and validate profile `name`, then compare with the official configs' values.
+# The official DeCo configs each paper profile reproduces (as the profiles' comments say); the values compared are
+# deco_bench/paper.py's OFFICIAL_PROFILE_VALUES (facts.md §5.2), which has exactly these keys.
+OFFICIAL_CONFIGS = {
+    "imagenet256-xl": ("configs_c2i/DeCo_XL.yaml", "configs_c2i/Baseline_DiT_XL.yaml"),
+    "imagenet512-xl": ("configs_c2i/DeCo_XL_512.yaml",),
+    "ablation-l": ("configs_c2i/DeCo_large.yaml", "configs_c2i/Baseline_DiT.yaml"),
+}
 
-    Returns (key, ours, official) for every mismatch; empty means the profile equals the official config.
-    """
+
+@dataclass(frozen=True)
+class OfficialCheck:
+    """What `profile check` compared: the keys (empty: nothing, `reason` says why) and the mismatches."""
+    name: str
+    compared: tuple[str, ...]
+    mismatches: list[tuple[str, Any, Any]]  # (key, ours, official)
+    reason: str = ""
+
+
+def official_check(name: str, folder: Path = EXPERIMENTS) -> OfficialCheck:
+    """Dry run: resolve and validate profile `name`, then compare with the official configs' values, if it has any."""
     from deco_bench.paper import OFFICIAL_PROFILE_VALUES
 
     resolved = to_dict(parse_params(resolve(name, folder)))  # every key valid, defaults filled in
+    official_values = OFFICIAL_PROFILE_VALUES.get(name, {})
+    if not official_values:
+        with_official = ", ".join(sorted(OFFICIAL_PROFILE_VALUES))
+        if get_dotted(resolved, "run.scale") == "embedded":
+            reason = (f"{name!r} is an embedded-scale profile (CPU-size models and data), and the embedded default "
+                      f"and its variants have no official config; profiles with one: {with_official}")
+        else:
+            reason = (f"no official config values are recorded for {name!r} in deco_bench/paper.py "
+                      f"OFFICIAL_PROFILE_VALUES; profiles with one: {with_official}")
+        return OfficialCheck(name, (), [], reason)
     mismatches = []
-    for key, official in OFFICIAL_PROFILE_VALUES.get(name, {}).items():
+    for key, official in official_values.items():
         try:
             ours = get_dotted(resolved, key)
         except KeyError:
             ours = "<missing>"
         if ours != official:
             mismatches.append((key, ours, official))
-    return mismatches
+    return OfficialCheck(name, tuple(official_values), mismatches)
+
+
+def check_official(name: str, folder: Path = EXPERIMENTS) -> list[tuple[str, Any, Any]]:
+    """(key, ours, official) for every mismatch with the official configs; empty means no compared key differs
+    (see official_check for which keys are compared: none for a profile with no official config)."""
+    return official_check(name, folder).mismatches
+
+
+def describe_official_check(check: OfficialCheck) -> list[str]:
+    """The lines `deco-bench profile check` prints."""
+    name = check.name
+    if not check.compared:
+        return [f"profile {name!r}: every parameter is valid; nothing is compared with an official config: "
+                f"{check.reason}"]
+    sources = ", ".join(OFFICIAL_CONFIGS.get(name, ("the official configs",)))
+    lines = [f"profile {name!r}: compares {len(check.compared)} keys with the official configs' values ({sources}; "
+             f"recorded in deco_bench/paper.py OFFICIAL_PROFILE_VALUES): {', '.join(check.compared)}"]
+    if not check.mismatches:
+        lines.append(f"profile {name!r}: every parameter is valid and the {len(check.compared)} compared keys equal "
+                     "the official values (keys not listed are not compared)")
+    else:
+        lines.append(f"profile {name!r}: every parameter is valid; {len(check.mismatches)} of the "
+                     f"{len(check.compared)} compared keys differ from the official values:")
+        lines += [f"  {key}: profile {ours!r} != official {official!r}" for key, ours, official in check.mismatches]
+    return lines
 
 
 def render(name: str, folder: Path = EXPERIMENTS) -> str:

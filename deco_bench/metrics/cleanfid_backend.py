@@ -13,12 +13,14 @@ measured, not assumed.
 Offline: clean-fid's extractor builds `InceptionV3W("/tmp", download=True)`, which downloads the file from the NVIDIA
 CDN into /tmp when absent. We call build_feature_extractor with `cleanfid.features.InceptionV3W` temporarily replaced
 by a factory that loads OUR verified local file with download=False, so clean-fid keeps its own mode -> model
-mapping and no network is touched. The file is TorchScript (code as well as weights): pass `weights_sha256` to pin it.
+mapping and no network is touched. The file is TorchScript (code as well as weights) and no sha256 is published for
+it, so it is loaded only with a `weights_sha256` (`--sha256`) you pass: the sha256 of a copy you trust. Without one,
+weights.resolve refuses it (UnpinnedWeightsError) before anything is loaded.
 
 Modes: "legacy_tensorflow" (default: resizing to 299 inside the graph, as the TF code and ADM's evaluator do) and
 "clean" (PIL bicubic to 299 outside). "legacy_pytorch" needs pytorch-fid's weights and is not offered.
 
-    python -m deco_bench.metrics.cleanfid_backend SAMPLES.npz REF.npz --weights inception-2015-12-05.pt
+    python -m deco_bench.metrics.cleanfid_backend SAMPLES.npz REF.npz --weights inception-2015-12-05.pt --sha256 HASH
 """
 
 from __future__ import annotations
@@ -65,7 +67,11 @@ def _local_inception(weights_path: Path) -> Iterator[None]:
 def load_feature_model(weights_path: str | os.PathLike | None, *, mode: str = "legacy_tensorflow",
                        weights_sha256: str | None = "manifest", device: str | torch.device | None = None
                        ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """clean-fid's feature function for `mode` (float (b, 3, H, W) in [0, 255] -> (b, 2048)), from a local file."""
+    """clean-fid's feature function for `mode` (float (b, 3, H, W) in [0, 255] -> (b, 2048)), from a local file.
+
+    `weights_sha256`: "manifest" uses the manifest's hash (none is pinned for this file, so it is refused); pass the
+    sha256 of a copy you trust. A TorchScript file is never loaded unchecked (weights.UnpinnedWeightsError).
+    """
     from cleanfid.features import build_feature_extractor
 
     if mode not in MODES:
@@ -130,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("samples", help="ADM .npz with arr_0 = uint8 (N, H, W, 3)")
     parser.add_argument("reference", help="ADM .npz with arr_0 images")
     parser.add_argument("--weights", required=True, help=f"local {CLEANFID_FILENAME} (clean-fid's TorchScript)")
-    parser.add_argument("--sha256", default=None, help="expected sha256 of the weights file (checked when given)")
+    parser.add_argument("--sha256", default=None,
+                        help="sha256 of a copy of the weights file you trust (required: the file is TorchScript, "
+                             "i.e. code, and no hash is published for it; without one it is refused)")
     parser.add_argument("--mode", default="legacy_tensorflow", choices=MODES)
     parser.add_argument("--batch-size", type=int, default=50)
     args = parser.parse_args(argv)

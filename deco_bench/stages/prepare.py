@@ -1,4 +1,10 @@
-"""Stage `prepare`: build the training data and the evaluation reference.
+"""Stage `prepare`: check every file the parameters name, then build the training data and the evaluation reference.
+
+First, before anything else: every weights/reference file the active parameters name (train.repa_encoder_weights,
+models.*.init_from, evaluate.inception_weights, evaluate.reference) must be present, and a file with a published
+sha256 (deco_bench/metrics/weights.py) must have it; otherwise the stage stops (exit 2) with one line per file
+naming it, its expected sha256 (or that none is published) and where to get it, so that a missing or wrong file is
+found before training, not at the evaluate stage. The sha256 of each manifest file found is recorded in info.json.
 
 embedded: crops of the photographs scikit-image ships -> data/train.npz (images, labels) and data/reference.npz
 (ADM format: arr_0 uint8 NHWC, plus labels). imagenet: check the folder before any GPU time is spent and record
@@ -11,14 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from deco_bench.io import atomic_savez, atomic_write_json
+from deco_bench.io import atomic_savez, atomic_write_json, sha256_cached
 from deco_bench.config import to_dict
 from deco_bench.stages import _common
 
 
 def run(params_path: str, out: Path) -> None:
     p = _common.setup(params_path)
-    info: dict = {"source": p.data.source, "resolution": p.data.resolution, "scale": p.run.scale}
+    from deco_bench.metrics import weights
+
+    # before anything else: raises naming every bad file (hashes remembered per path, size and mtime)
+    checks = weights.verify_all(weights.required_files(p), hasher=sha256_cached)
+    info: dict = {"source": p.data.source, "resolution": p.data.resolution, "scale": p.run.scale,
+                  "files": {c.file.param: {"path": str(c.file.path), "sha256": c.sha256} for c in checks}}
     if p.data.source == "embedded":
         from deco_bench.data import build_embedded_dataset
 

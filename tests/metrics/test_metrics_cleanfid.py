@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from deco_bench.io import MissingFileError
+from deco_bench.io import MissingFileError, sha256_file
 from deco_bench.metrics import cleanfid_backend as cb
 from deco_bench.metrics import weights
 from deco_bench.metrics.adm_npz import CorruptFileError
@@ -70,7 +70,8 @@ def setup(tmp_path_factory):
     samples, ref = blobs(N, 11, 1.0), blobs(N, 12, 0.6)
     np.savez(d / "samples.npz", arr_0=samples)
     np.savez(d / "ref.npz", arr_0=ref)
-    return {"dir": d, "weights": str(d / "my-inception.pt"), "samples": samples, "ref": ref}
+    return {"dir": d, "weights": str(d / "my-inception.pt"), "sha256": sha256_file(d / "my-inception.pt"),
+            "samples": samples, "ref": ref}
 
 
 def _cleanfid_own_features(images: np.ndarray, folder, weights_file: str, mode: str) -> np.ndarray:
@@ -92,7 +93,7 @@ def _cleanfid_own_features(images: np.ndarray, folder, weights_file: str, mode: 
 
 @pytest.mark.parametrize("mode", ["legacy_tensorflow", "clean"])
 def test_features_equal_cleanfid_folder_pipeline(setup, mode, tmp_path):
-    model = cb.load_feature_model(setup["weights"], mode=mode, device="cpu")
+    model = cb.load_feature_model(setup["weights"], mode=mode, weights_sha256=setup["sha256"], device="cpu")
     ours = cb.features_from_npz(setup["dir"] / "samples.npz", model, mode=mode, batch_size=4, device="cpu")
     theirs = _cleanfid_own_features(setup["samples"], tmp_path / "imgs", setup["weights"], mode)
     assert ours.shape == (N, 2048)
@@ -115,8 +116,9 @@ def fids(setup):
         mp.setattr(cleanfid.fid, "frechet_distance", spy)
         d = setup["dir"]
         sr = cb.cleanfid_fid(d / "samples.npz", d / "ref.npz", weights_path=setup["weights"], batch_size=4,
-                             device="cpu")
-        ss = cb.cleanfid_fid(d / "samples.npz", d / "samples.npz", weights_path=setup["weights"], device="cpu")
+                             weights_sha256=setup["sha256"], device="cpu")
+        ss = cb.cleanfid_fid(d / "samples.npz", d / "samples.npz", weights_path=setup["weights"],
+                             weights_sha256=setup["sha256"], device="cpu")
     return {"sr": sr, "ss": ss, "calls": calls}
 
 
@@ -172,3 +174,27 @@ def test_bad_inputs_are_refused(setup, tmp_path):
     np.savez(tmp_path / "stats.npz", mu=np.zeros(2048), sigma=np.eye(2048))
     with pytest.raises(CorruptFileError, match="arr_0"):
         cb.cleanfid_fid(setup["dir"] / "samples.npz", tmp_path / "stats.npz", weights_path=setup["weights"])
+
+
+def test_torchscript_is_never_loaded_without_a_sha256(setup, monkeypatch):
+    """The TorchScript file runs code when loaded and no sha256 is published for it: with no hash from the caller
+    (the manifest default, an explicit None, the CLI without --sha256) it is refused before clean-fid sees it."""
+    import cleanfid.features
+
+    assert weights.MANIFEST[weights.INCEPTION_CLEANFID].sha256 is None
+    assert weights.MANIFEST[weights.INCEPTION_CLEANFID].executes_code
+
+    def loaded(*a, **k):
+        raise AssertionError("the TorchScript file was handed to clean-fid")
+
+    monkeypatch.setattr(cleanfid.features, "build_feature_extractor", loaded)
+    expected = (f"inception-v3-cleanfid (clean-fid legacy_tensorflow cross-check): refusing to load {setup['weights']} "
+                "unchecked: it is TorchScript (loading it runs code) and there is no sha256 to check it against. "
+                "NVIDIA publishes no sha256 for it, so it is loaded only with the sha256 of a copy you trust "
+                "(weights_sha256=... / --sha256).")
+    for kwargs in ({}, {"weights_sha256": None}):
+        with pytest.raises(weights.UnpinnedWeightsError) as e:
+            cb.load_feature_model(setup["weights"], device="cpu", **kwargs)
+        assert str(e.value) == expected
+    with pytest.raises(weights.UnpinnedWeightsError):
+        cb.main([str(setup["dir"] / "samples.npz"), str(setup["dir"] / "ref.npz"), "--weights", setup["weights"]])

@@ -53,7 +53,7 @@ def test_explicit_path_and_expected_hash(tmp_path):
         weights.resolve(weights.INCEPTION, f, expected_sha256=good)
 
 
-def test_unpinned_entry_checks_size(tmp_path):
+def test_manifest_size_is_checked_before_hashing(tmp_path):
     f = tmp_path / "dino.pth"
     f.write_bytes(b"x" * 10)
     with pytest.raises(ChecksumError, match="bytes"):
