@@ -195,8 +195,32 @@ def _ours(metrics_json: dict, key: str) -> dict:
             "metrics": dict(metrics_json["metrics"]), "num_images": metrics_json.get("num_images")}
 
 
-def _ranking(rows: list[dict], lower_is_better: bool) -> dict:
-    """Best marks, and how our order of the settings that both we and the paper measured compares with theirs."""
+def _pair_test(a: dict, b: dict, key: str) -> dict:
+    """metrics.api.compare on one metric of two metrics/<m>.json documents: b - a, its interval, significance."""
+    from deco_bench.metrics.api import compare
+
+    def one(doc: dict) -> dict:
+        out: dict = {"metrics": {key: doc["metrics"][key]}}
+        for part in ("ci", "bootstrap"):
+            if key in (doc.get(part) or {}):
+                out[part] = {key: doc[part][key]}
+        return out
+
+    return compare(one(a), one(b))[key]
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _ranking(rows: list[dict], lower_is_better: bool, docs: Mapping[str, dict] | None = None,
+             metric: str | None = None) -> dict:
+    """Best marks, and how our order of the settings that both we and the paper measured compares with theirs,
+    with whether each of our differences is significant (metrics.api.compare on `docs`, model -> metrics/<m>.json:
+    the bootstrap interval of the difference, else non-overlapping intervals). Kendall τ is over the point values;
+    `significance` says how many pairs behind it differ beyond their interval ("resolved": at least one)."""
+    from deco_bench.metrics.bootstrap import CI_LEVEL
+
     sign = 1.0 if lower_is_better else -1.0
     ours = [r for r in rows if r["ours"] and r["ours"]["value"] is not None]
     for r in rows:  # a best setting needs at least two of ours to choose from
@@ -208,12 +232,26 @@ def _ranking(rows: list[dict], lower_is_better: bool) -> dict:
     common = [r for r in ours if r["paper"]]
     if len(common) < 2:
         return {"compared": [r["setting"] for r in common], "kendall_tau": None, "discordant": [],
-                "disagrees_with_paper": None, "best_agrees": None,
+                "disagrees_with_paper": None, "best_agrees": None, "pairs": [], "significance": None,
+                "best_significant": None, "best_vs_paper_best_significant": None,
                 "reason": "fewer than 2 settings measured both here and in the paper"}
-    concordant, discordant = 0, []
-    for a, b in itertools.combinations(common, 2):
+    docs = docs or {}
+    concordant, discordant, pairs = 0, [], []
+    tests: dict[tuple[int, int], bool | None] = {}
+    for (i, a), (j, b) in itertools.combinations(enumerate(common), 2):
         ours_d = sign * (a["ours"]["value"] - b["ours"]["value"])  # > 0: a is worse for us
         paper_d = a["paper"]["fid"] - b["paper"]["fid"]
+        test = (_pair_test(docs[a["model"]], docs[b["model"]], metric)
+                if metric and a.get("model") in docs and b.get("model") in docs else
+                {"difference": b["ours"]["value"] - a["ours"]["value"], "interval": None, "method": "none",
+                 "exceeds_interval": None})
+        significant = test["exceeds_interval"]
+        tests[i, j] = tests[j, i] = significant
+        order = {1: "same", -1: "opposite", 0: "tie"}[_sign(ours_d) * _sign(paper_d)]
+        pairs.append({"settings": [a["setting"], b["setting"]], "ours": [a["ours"]["value"], b["ours"]["value"]],
+                      "paper_fid": [a["paper"]["fid"], b["paper"]["fid"]], "order": order,
+                      "difference": test["difference"], "interval": test.get("interval"),
+                      "method": test.get("method", "none"), "significant": significant})
         if ours_d * paper_d > 0:
             concordant += 1
         elif ours_d * paper_d < 0:
@@ -221,12 +259,30 @@ def _ranking(rows: list[dict], lower_is_better: bool) -> dict:
             overlap = None if not (ca and cb) else bool(ca[0] <= cb[1] and cb[0] <= ca[1])
             discordant.append({"settings": [a["setting"], b["setting"]],
                                "ours": [a["ours"]["value"], b["ours"]["value"]],
-                               "paper_fid": [a["paper"]["fid"], b["paper"]["fid"]], "ci_overlap": overlap})
-    pairs = len(common) * (len(common) - 1) // 2
-    best = lambda key: min(common, key=key)["setting"]  # noqa: E731
-    return {"compared": [r["setting"] for r in common], "kendall_tau": (concordant - len(discordant)) / pairs,
+                               "paper_fid": [a["paper"]["fid"], b["paper"]["fid"]], "ci_overlap": overlap,
+                               "significant": significant})
+    n = len(pairs)
+    sig = [q for q in pairs if q["significant"]]
+    same = sum(q["order"] == "same" for q in sig)
+    opposite = sum(q["order"] == "opposite" for q in sig)
+    significance = {
+        "level": CI_LEVEL, "pairs": n, "significant": len(sig),
+        "not_significant": sum(q["significant"] is False for q in pairs),
+        "unknown": sum(q["significant"] is None for q in pairs),
+        "significant_same_order": same, "significant_opposite_order": opposite,
+        "kendall_tau_significant": (same - opposite) / len(sig) if sig else None, "resolved": bool(sig)}
+    i_ours = min(range(len(common)), key=lambda i: sign * common[i]["ours"]["value"])
+    i_paper = min(range(len(common)), key=lambda i: common[i]["paper"]["fid"])
+    best_agrees = _same(common[i_ours]["setting"], common[i_paper]["setting"])
+    around_best = [tests[i_ours, j] for j in range(len(common)) if j != i_ours]
+    best_significant = (False if any(t is False for t in around_best) else
+                        None if any(t is None for t in around_best) else True)
+    return {"compared": [r["setting"] for r in common], "kendall_tau": (concordant - len(discordant)) / n,
             "discordant": discordant, "disagrees_with_paper": bool(discordant),
-            "best_agrees": _same(best(lambda r: sign * r["ours"]["value"]), best(lambda r: r["paper"]["fid"]))}
+            "disagrees_significantly": any(d["significant"] for d in discordant),
+            "best_agrees": best_agrees, "pairs": pairs, "significance": significance,
+            "best_significant": best_significant,
+            "best_vs_paper_best_significant": None if best_agrees else tests[i_ours, i_paper]}
 
 
 def _axis_table(axis: Axis, ours: dict[Any, tuple[str, dict]], our_default: Any, metric: str,
@@ -246,15 +302,18 @@ def _axis_table(axis: Axis, ours: dict[Any, tuple[str, dict]], our_default: Any,
                      "paper": next((p for k, p in paper_rows if _same(k, s)), None),
                      "default_ours": our_default is not None and _same(s, our_default),
                      "default_paper": _same(s, spec["default"])})
-    ranking = _ranking(rows, lower_is_better)
+    ranking = _ranking(rows, lower_is_better, {name: doc for name, doc in ours.values()}, metric)
     variants = [s for s in ours if our_default is None or not _same(s, our_default)]
     return {"axis": axis.name, "title": axis.title, "field": axis.field, "with_freqfm": axis.with_freqfm,
             "status": "run" if variants else NOT_RUN, "rows": rows, "ranking": ranking}
 
 
-def build_tables(metrics_by_model: dict[str, dict], params: Params, metric: str = "auto") -> dict:
+def build_tables(metrics_by_model: dict[str, dict], params: Params, metric: str = "auto",
+                 train_steps: int | None = None) -> dict:
     """Report-ready Tables 1 and 4: per axis our metric per setting (with its bootstrap CI) beside the paper's
-    FID / sFID / IS, the best setting of each side marked, and the pairs our ranking orders differently."""
+    FID / sFID / IS, the best setting of each side marked, the pairs our ranking orders differently, and which of
+    our differences are significant. `train_steps`: the step the metrics files record, checked by the caller
+    (stages.ablation); default params train.steps. It is stated in the protocol and as protocol.train_steps."""
     from deco_bench.metrics.api import LOWER_IS_BETTER
     from deco_bench.metrics.bootstrap import CI_LEVEL
 
@@ -285,18 +344,20 @@ def build_tables(metrics_by_model: dict[str, dict], params: Params, metric: str 
                         "label": mine[1]["label"] if mine else None, "ours": _ours(mine[1], metric) if mine else None,
                         "paper": {k: row[k] for k in ("fid", "sfid", "is", "recall", "params_m")},
                         "default_ours": False, "default_paper": row["variant"] == "deco"})
-    t1_ranking = _ranking(t1_rows, lower)
+    t1_ranking = _ranking(t1_rows, lower, {name: doc for name, doc in placed.get("table1", {}).values()}, metric)
     sample = params.sample
+    steps = params.train.steps if train_steps is None else train_steps
     return {
         "scale": params.run.scale, "profile": params.run.profile, "metric": metric, "lower_is_better": lower,
         "feature_space": sorted(s for s in spaces if s) or None,
         "protocol": {
             "ours": (f"{params.run.scale} scale, profile {params.run.profile}: {metric} of {sample.num_images} "
                      f"samples (sampling seed {sample.seed}, {sample.num_steps} {sample.sampler} steps, CFG "
-                     f"{sample.cfg_scale:g}) after {params.train.steps} training steps at batch "
+                     f"{sample.cfg_scale:g}) after {steps} training steps at batch "
                      f"{params.train.global_batch}, every variant with the same budget and seeds; intervals: "
                      f"bootstrap over samples (metrics/<m>.json)"),
             "ci_level": CI_LEVEL,
+            "train_steps": steps,
             "paper": paper.TABLE4_PROTOCOL,
             "comparable_values": params.run.scale == "paper" and metric == "fid",
             "note": ("values are on the paper's scale" if params.run.scale == "paper" and metric == "fid" else

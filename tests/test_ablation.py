@@ -192,13 +192,127 @@ def test_ablation_stage_reads_every_models_metrics(tmp_path):
     raw = resolve("default", EXPERIMENTS)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "metrics").mkdir()
+    step = {"train_step": raw["train"]["steps"]}  # the evaluate stage records the step of the weights
     for name, value in (("deco", 5.0), ("baseline", 9.0)):
-        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps(_metrics(value, space="embed")))
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({**_metrics(value, space="embed"), **step}))
     with pytest.raises(MissingFileError, match="deco_no_freqfm"):
         run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
-    (tmp_path / "metrics" / "deco_no_freqfm.json").write_text(json.dumps(_metrics(4.0, space="embed")))
+    (tmp_path / "metrics" / "deco_no_freqfm.json").write_text(json.dumps({**_metrics(4.0, space="embed"), **step}))
     run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
     tables = json.loads((tmp_path / "out" / "tables.json").read_text())
     weight = next(a for a in tables["table4"] if a["axis"] == "freqfm_weight")
     assert weight["ranking"]["disagrees_with_paper"] is True  # ours: w=0 (4.0) beats w=1 (5.0); the paper's not
     assert weight["ranking"]["discordant"][0]["settings"] == [0.0, 1.0]
+
+
+# ------------------------------------------------------------------------------- ranking and its significance
+
+def _replicated(value: float, sd: float, seed: int, n: int = 50) -> dict:
+    """A metrics/<m>.json with bootstrap replicates of spread `sd` around `value` (fid), as the evaluate stage."""
+    import numpy as np
+
+    from deco_bench.metrics.bootstrap import percentile_interval
+
+    reps = list(value + np.random.default_rng(seed).normal(0.0, sd, n))
+    return {"metrics": {"fid": value, "is": 40.0}, "ci": {"fid": list(percentile_interval(reps))},
+            "bootstrap": {"fid": reps}, "num_images": 50000, "feature_space": "inception"}
+
+
+def _quality_tables(fid: dict[str, float], sd: float) -> tuple[dict, dict]:
+    grid = expand_ablation_grid("deco-l", axes={"freqfm_quality": (50, 85, 100)})
+    p = parse_params(_raw("ablation-l", grid))
+    metrics = {n: _replicated(fid.get(n, 50.0), sd, seed=k) for k, n in enumerate(grid)}
+    return build_tables(metrics, p), metrics
+
+
+def test_agreement_inside_the_intervals_is_not_resolved():
+    from deco_bench.report.context import _ranking_text
+
+    # our order is the paper's (τ = +1), but every difference lies inside its bootstrap interval
+    tables, _ = _quality_tables({"deco": 31.35, "freqfm_quality_50": 31.54, "freqfm_quality_100": 33.84}, sd=5.0)
+    rk = _axis(tables, "freqfm_quality")["ranking"]
+    assert rk["kendall_tau"] == 1.0 and rk["best_agrees"] is True
+    assert rk["significance"] == {"level": 0.95, "pairs": 3, "significant": 0, "not_significant": 3, "unknown": 0,
+                                  "significant_same_order": 0, "significant_opposite_order": 0,
+                                  "kendall_tau_significant": None, "resolved": False}
+    assert rk["best_significant"] is False
+    text = _ranking_text(rk)
+    assert text == ("Ranking not resolved by this run: none of the 3 pairs of settings differs beyond its 95% "
+                    "bootstrap interval, so the order of our point values (Kendall τ +1.00 against the paper's) is no "
+                    "evidence of agreement or disagreement.")
+    assert "agrees" not in text
+
+
+def test_significant_pairs_are_counted_with_the_interval_of_metrics_compare():
+    from deco_bench.metrics.api import compare
+    from deco_bench.report.context import _ranking_text
+
+    tables, metrics = _quality_tables({"deco": 31.35, "freqfm_quality_50": 31.54, "freqfm_quality_100": 33.84},
+                                      sd=0.01)
+    rk = _axis(tables, "freqfm_quality")["ranking"]
+    assert rk["significance"]["significant"] == 3 and rk["significance"]["significant_same_order"] == 3
+    assert rk["significance"]["kendall_tau_significant"] == 1.0 and rk["best_significant"] is True
+    first = rk["pairs"][0]
+    assert first["settings"] == [50, 85] and first["order"] == "same" and first["method"] == "bootstrap-difference"
+    want = compare(metrics["freqfm_quality_50"], metrics["deco"])["fid"]
+    assert first["interval"] == want["interval"] and first["difference"] == pytest.approx(31.35 - 31.54)
+    assert _ranking_text(rk) == (
+        "3 of 3 pairs of settings differ beyond their 95% bootstrap interval: 3 ordered as in the paper, 0 ordered "
+        "differently (Kendall τ over those pairs +1.00; over all point values +1.00); best setting agrees "
+        "(significantly better than every other setting).")
+
+
+def test_a_significant_reversal_is_named():
+    from deco_bench.report.context import _ranking_text
+
+    # ours: q100 (30.0) best, significantly; the paper's q100 (33.84) is its worst
+    tables, _ = _quality_tables({"deco": 31.35, "freqfm_quality_50": 31.54, "freqfm_quality_100": 30.0}, sd=0.01)
+    rk = _axis(tables, "freqfm_quality")["ranking"]
+    assert [d["settings"] for d in rk["discordant"]] == [[50, 100], [85, 100]]
+    assert all(d["significant"] for d in rk["discordant"]) and rk["disagrees_significantly"] is True
+    assert rk["best_agrees"] is False and rk["best_vs_paper_best_significant"] is True
+    assert _ranking_text(rk) == (
+        "3 of 3 pairs of settings differ beyond their 95% bootstrap interval: 1 ordered as in the paper, 2 ordered "
+        "differently (Kendall τ over those pairs -0.33; over all point values -0.33); ordered differently: 50 vs 100 "
+        "(significant); 85 vs 100 (significant); best setting differs (significantly better than the paper's best "
+        "setting).")
+
+
+def test_without_replicates_or_intervals_significance_is_stated_as_such():
+    from deco_bench.report.context import _ranking_text
+
+    grid = expand_ablation_grid("deco-l", axes={"freqfm_quality": (50, 85, 100)})
+    p = parse_params(_raw("ablation-l", grid))
+    fid = {"deco": 31.35, "freqfm_quality_50": 31.54, "freqfm_quality_100": 33.84}
+    # intervals only: compare's conservative ci-overlap test (q100's interval is clear of the others')
+    rk = _axis(build_tables({n: _metrics(fid.get(n, 50.0), ci=0.5) for n in grid}, p), "freqfm_quality")["ranking"]
+    assert {q["method"] for q in rk["pairs"]} == {"ci-overlap"}
+    assert [q["significant"] for q in rk["pairs"]] == [False, True, True]
+    # no intervals at all: unknown, never agreement
+    bare = {n: {"metrics": {"fid": fid.get(n, 50.0)}, "feature_space": "inception"} for n in grid}
+    rk = _axis(build_tables(bare, p), "freqfm_quality")["ranking"]
+    assert rk["significance"]["unknown"] == 3 and rk["significance"]["resolved"] is False
+    assert _ranking_text(rk).startswith("Ranking not resolved by this run: our values carry no intervals")
+
+
+def test_ablation_stage_ignores_stray_files_and_checks_the_step(tmp_path):
+    import json
+
+    from deco_bench.report.steps import TrainStepMismatchError
+    from deco_bench.stages.ablation import run
+
+    raw = resolve("default", EXPERIMENTS)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "metrics").mkdir()
+    for name, value in (("deco", 5.0), ("baseline", 9.0), ("deco_no_freqfm", 4.0)):
+        (tmp_path / "metrics" / f"{name}.json").write_text(
+            json.dumps({**_metrics(value, space="embed"), "train_step": 300}))
+    (tmp_path / "metrics" / "removed_model.json").write_text("{not even json")  # a removed model's leftover
+    run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
+    tables = json.loads((tmp_path / "out" / "tables.json").read_text())
+    assert tables["protocol"]["train_steps"] == 300 and "after 300 training steps" in tables["protocol"]["ours"]
+    (tmp_path / "metrics" / "baseline.json").write_text(json.dumps({**_metrics(9.0, space="embed"), "train_step": 200}))
+    with pytest.raises(TrainStepMismatchError) as err:
+        run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
+    assert str(err.value) == (f"{tmp_path / 'metrics' / 'baseline.json'} claims training step 200, but params.yaml "
+                              f"train.steps is 300; re-run `dvc repro evaluate@baseline`")

@@ -1,8 +1,12 @@
 """The report's context: every stage's JSON output -> one dict the templates render. Never recomputes a metric.
 
     load_inputs(root)            I/O: reads the standard paths of schemas.md (absent or unreadable files recorded)
+                                 for exactly the models of params `models:` (other files in metrics/, previews/
+                                 are stray outputs of removed models and are not read)
     build_context(inputs, ...)   pure: inputs -> {section: {...}}; each section is either present with its data
-                                 or {"ran": False, "message": "The X stage did not run (no <path>)."}
+                                 or {"ran": False, "message": "The X stage did not run (no <path>)."}; raises
+                                 report.steps.TrainStepMismatchError when an output of a model's weights claims
+                                 another training step than params train.steps (the report states N from them)
 
 Honesty rules (the issue's): an embedded-scale number never goes in a paper-number column, and embedded metrics
 carry their own names ("FD (embedded feature net)", never "FID"). At embedded scale the Table 2 / Table 1 rows
@@ -205,10 +209,8 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
             params = yaml.safe_load((root / PATHS["params"]).read_text())
         except (OSError, yaml.YAMLError) as e:
             errors[PATHS["params"]] = f"could not be read: {e}"
-    model_keys = list((params or {}).get("models") or {})
-    for p in sorted((root / "metrics").glob("*.json")) if (root / "metrics").is_dir() else []:
-        if p.stem not in model_keys:
-            model_keys.append(p.stem)
+    models = (params or {}).get("models")
+    model_keys = [str(k) for k in models] if isinstance(models, dict) else []  # only these: never a stray file
     per_model: dict[str, dict] = {}
     dates: dict[str, str] = {}
     for m in model_keys:
@@ -257,27 +259,75 @@ def build_context(inputs: dict, *, tolerance: dict | None = None, generated_at: 
     params = inputs.get("params") or {}
     tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
     run = params.get("run") or {}
-    models = _models(inputs, params)
+    steps = train_steps(inputs, params)
+    models = _models(inputs, params, steps)
+    colors = chart_colors(inputs, params)
     scale = run.get("scale") or next((m["scale"] for m in models if m["scale"]), "embedded")
     return {
         "title": f"deco-bench report — profile {run.get('profile', 'unknown')}, {scale} scale",
         "generated_at": generated_at, "scale": scale, "profile": run.get("profile", "unknown"),
         "paper_protocol": paper.PROTOCOL, "models": models,
         "errors": [{"path": k, "message": v} for k, v in sorted((inputs.get("errors") or {}).items())],
-        "paper_tables": paper_tables(inputs, params, models, scale, tol),
+        "paper_tables": paper_tables(inputs, params, models, scale, tol, steps),
         "pairs": pair_comparisons(inputs, models),
-        "ablation": ablation_section(inputs.get("ablation")),
-        "convergence": convergence_section(inputs.get("curves"), inputs.get("speedup")),
-        "spectrum": spectrum_section(inputs.get("spectrum")),
-        "bench": bench_section(inputs.get("bench"), inputs.get("bench_recordings") or []),
+        "ablation": ablation_section(inputs.get("ablation"), list(inputs.get("models") or {})),
+        "convergence": convergence_section(inputs.get("curves"), inputs.get("speedup"), colors,
+                                           params.get("convergence") or {}),
+        "spectrum": spectrum_section(inputs.get("spectrum"), colors),
+        "bench": bench_section(inputs.get("bench"), inputs.get("bench_recordings") or [], colors),
         "samples": samples_section(inputs.get("grids") or {}, models, inputs.get("data_info")),
         "provenance": provenance_section(inputs.get("provenance") or {}, params),
     }
 
 
-def _models(inputs: dict, params: dict) -> list[dict]:
+def train_steps(inputs: dict, params: dict) -> dict:
+    """The training step of every model's weights-derived outputs, checked (report.steps.check_steps) against
+    params train.steps: {"steps": N or None (no output claims one), "by_model": {model: N}, "files": {path: N}}.
+    Raises TrainStepMismatchError naming each file that claims another step or records none."""
+    from deco_bench.report.steps import StepSource, check_steps, model_sources
+
+    want = (params.get("train") or {}).get("steps")
+    want = want if isinstance(want, int) and not isinstance(want, bool) else None
+    claims, paths = [], {}
+    for m, got in (inputs.get("models") or {}).items():
+        for name, src in model_sources(m).items():
+            claims.append((src, got.get(name)))
+            paths.setdefault(m, []).append(src.path)
+    abl = inputs.get("ablation")
+    if isinstance(abl, dict) and isinstance(abl.get("protocol"), dict):  # an unrecognised file is stated as such
+        claims.append((StepSource(PATHS["ablation"], "protocol.train_steps", "ablation"), abl))
+    found = check_steps(claims, want)
+    by_model = {m: next(found[q] for q in ps if q in found) for m, ps in paths.items() if any(q in found for q in ps)}
+    values = set(found.values())
+    return {"steps": next(iter(values)) if values else None, "by_model": by_model, "files": found}
+
+
+def chart_colors(inputs: dict, params: dict) -> dict[str, str]:
+    """One colour per model for every chart of the report: by position in params `models:`, then (sorted) any
+    other key a chart shows (spectrum roles, bench models of a recording, convergence roles)."""
+    from deco_bench.report.svg import model_colors
+
+    keys = [str(k) for k in (params.get("models") or {})] if isinstance(params.get("models"), dict) else []
+    extra: set[str] = set()
+    conv = params.get("convergence") or {}
+    extra.update(str(conv.get(r, r)) for r in ("deco", "baseline"))
+    curves = inputs.get("curves")
+    if isinstance(curves, list):
+        extra.update(str(r["model"]) for r in curves if isinstance(r, dict) and "model" in r)
+    spec = inputs.get("spectrum")
+    if isinstance(spec, dict) and isinstance(spec.get("models"), dict):
+        extra.update(map(str, spec["models"]))
+    for res in [inputs.get("bench")] + list(inputs.get("bench_recordings") or []):
+        for case in ((res or {}).get("cases") or {}).values() if isinstance(res, dict) else []:
+            if isinstance(case, dict) and isinstance(case.get("models"), dict):
+                extra.update(map(str, case["models"]))
+    return model_colors(keys + sorted(extra - set(keys)))
+
+
+def _models(inputs: dict, params: dict, steps: dict | None = None) -> list[dict]:
     entries = params.get("models") or {}
     data = params.get("data") or {}
+    checked = (steps or {}).get("by_model") or {}
     out = []
     for key, got in (inputs.get("models") or {}).items():
         met, ts, si = got.get("metrics"), got.get("train_summary"), got.get("sample_info")
@@ -294,8 +344,9 @@ def _models(inputs: dict, params: dict) -> list[dict]:
             cfg = f", CFG {si['cfg_scale']}" if si.get("cfg_scale", 1.0) != 1.0 else ", no CFG"
             parts.append(f"{si.get('sampler', '?')} {si.get('num_steps', '?')} steps{cfg}")
         if ts:
-            parts.append(f"{ts.get('preset', '?')}, {fmt(ts.get('steps'))} training steps, "
-                         f"{fmt(ts.get('params_m'), 3)}M params")
+            parts.append(f"{ts.get('preset', '?')}, {fmt(ts.get('params_m'), 3)}M params")
+        if key in checked:  # N as every present output of these weights records it (checked in train_steps)
+            parts.append(f"{fmt(checked[key])} training steps")
         if data.get("resolution"):
             parts.append(f"{data['resolution']} px {data.get('source', '')}".strip())
         out.append({"key": key, "label": label, "has_metrics": met is not None,
@@ -305,9 +356,10 @@ def _models(inputs: dict, params: dict) -> list[dict]:
     return out
 
 
-def _run_config(params: dict) -> dict:
+def _run_config(params: dict, checked_steps: int | None = None) -> dict:
+    """Our run's configuration; its steps are the checked outputs' (train_steps), else params train.steps."""
     train, sample, data = params.get("train") or {}, params.get("sample") or {}, params.get("data") or {}
-    steps, batch = train.get("steps"), train.get("global_batch")
+    steps, batch = checked_steps if checked_steps is not None else train.get("steps"), train.get("global_batch")
     epochs = steps * batch / IMAGENET_TRAIN_IMAGES if steps and batch else None
     cfg = sample.get("cfg_scale", 1.0)
     nfe = f"{sample.get('num_steps')}x2" if cfg and cfg > 1.0 else f"{sample.get('num_steps')}"
@@ -331,9 +383,10 @@ def _row_matches(table: str, row: dict, cfg: dict, preset: str) -> tuple[bool, s
     return ok, ours
 
 
-def paper_tables(inputs: dict, params: dict, models: list[dict], scale: str, tol: dict) -> dict:
+def paper_tables(inputs: dict, params: dict, models: list[dict], scale: str, tol: dict,
+                 steps: dict | None = None) -> dict:
     by_key = {m["key"]: m for m in models}
-    cfg = _run_config(params)
+    cfg = _run_config(params, (steps or {}).get("steps"))
     entries = params.get("models") or {}
     tables = []
     specs = (("table2_256", "Table 2 — ImageNet 256×256, with CFG", paper.TABLE2_256, "model", PAPER_METRICS_T2,
@@ -460,7 +513,7 @@ def _require(obj: Any, keys: tuple) -> list[str]:
     return [k for k in keys if k not in obj]
 
 
-def spectrum_section(spec: Any) -> dict:
+def spectrum_section(spec: Any, colors: dict | None = None) -> dict:
     """spectrum/spectrum.json (deco_bench/stages/spectrum.py): curves per model x tensor + summaries."""
     if spec is None:
         return not_ran("spectrum", PATHS["spectrum"])
@@ -477,7 +530,7 @@ def spectrum_section(spec: Any) -> dict:
             if not isinstance(s, dict) or "curve" not in s:
                 return unrecognised("spectrum", PATHS["spectrum"], [f"models.{m}.{t}.curve"])
             series.append(Series(f"{m} {names.get(t, t)}", list(range(len(s["curve"]))), s["curve"],
-                                 style=style.get(t, "dashed"), markers=False))
+                                 style=style.get(t, "dashed"), markers=False, color=(colors or {}).get(m), model=m))
             summary.append({"model": m, "tensor": names.get(t, t), "high_share": fmt(s.get("high_share"), 4),
                             "mean_log_high": fmt(s.get("mean_log_high"), 3), "num_blocks": fmt(s.get("num_blocks"))})
     ratios = [{"tensor": names.get(t, t), "high_share": fmt(r.get("high_share"), 3),
@@ -494,17 +547,22 @@ def spectrum_section(spec: Any) -> dict:
                       {"what": "DeCo DiT output, indices 45–63", "value": "%.2f–%.2f" % f4["deco_dit_high"]}]}
 
 
-def convergence_section(curves: Any, speedup: Any) -> dict:
+def convergence_section(curves: Any, speedup: Any, colors: dict | None = None, conv: dict | None = None) -> dict:
     """convergence/curves.json (rows {model, label, step, images_seen, elapsed_s, metric, lo, hi}) and
-    convergence/speedup.json (deco_bench.convergence.summarise), from deco_bench/stages/convergence.py."""
+    convergence/speedup.json (deco_bench.convergence.summarise), from deco_bench/stages/convergence.py.
+    `colors`: chart_colors; `conv`: params `convergence:` (which models are DeCo and the baseline), so the paper's
+    DeCo and baseline curves have our DeCo's and baseline's colours."""
     if curves is None and speedup is None:
         return not_ran("convergence", f"{PATHS['curves']} or {PATHS['speedup']}")
     from deco_bench.report.svg import Series, line_plot
 
+    colors, conv = colors or {}, conv or {}
+    dk, bk = str(conv.get("deco", "deco")), str(conv.get("baseline", "baseline"))
     fig5 = paper.FIG5
     out: dict = {"ran": True, "paper_claim": fig5["claim"], "paper_svg": line_plot(
-        [Series("Baseline-XL (paper Fig. 5)", fig5["iterations"], fig5["baseline_fid"], style="dashed"),
-         Series("DeCo-XL (paper Fig. 5)", fig5["iterations"], fig5["deco_fid"])],
+        [Series("Baseline-XL (paper Fig. 5)", fig5["iterations"], fig5["baseline_fid"], style="dashed",
+                color=colors.get(bk), model=bk),
+         Series("DeCo-XL (paper Fig. 5)", fig5["iterations"], fig5["deco_fid"], color=colors.get(dk), model=dk)],
         title="Paper Fig. 5: FID-50K vs iterations (ImageNet 256, XL)", x_label="training iterations",
         y_label="FID", log_x=True)}
     metric = (speedup or {}).get("metric", "metric") if isinstance(speedup, dict) else "metric"
@@ -520,7 +578,8 @@ def convergence_section(curves: Any, speedup: Any) -> dict:
         for r in curves:
             by_model.setdefault(r["model"], []).append(r)
         series = [Series(f"{rs[0].get('label', m)} (ours)", [r["step"] for r in rs], [r["metric"] for r in rs],
-                         style="dashed" if m != "deco" else "solid") for m, rs in by_model.items()]
+                         style="dashed" if m != dk else "solid", color=colors.get(str(m)), model=str(m))
+                  for m, rs in by_model.items()]
         scale = (speedup or {}).get("scale", "?") if isinstance(speedup, dict) else "?"
         out["ours_svg"] = line_plot(series, title=f"Ours: {metric_name(metric)} vs training step ({scale} scale)",
                                     x_label="training step", y_label=metric_name(metric))
@@ -564,36 +623,80 @@ def _ablation_rows(rows: list, metric: str) -> list[dict]:
     return out
 
 
-def _ranking_text(rk: dict) -> str:
+def _pairs_text(n: int) -> str:
+    return f"{n} pair{'s' if n != 1 else ''} of settings"
+
+
+def _ranking_text(rk: dict, level: float = 0.95) -> str:
+    """The ranking agreement with the significance of the differences behind it: agreement is claimed only for
+    differences beyond their bootstrap interval; with none, the ranking is "not resolved by this run"."""
     if not rk or rk.get("kendall_tau") is None:
         return (rk or {}).get("reason", "no ranking")
-    text = f"Kendall τ between our order and the paper's: {rk['kendall_tau']:+.2f}"
+    tau, pct = f"{rk['kendall_tau']:+.2f}", f"{level * 100:g}%"
+    sig = rk.get("significance")
+    if not isinstance(sig, dict):
+        return (f"Kendall τ of our point values against the paper's order: {tau}; the significance of the differences "
+                f"is not recorded ({PATHS['ablation']} predates the significance check: re-run `dvc repro ablation`), "
+                f"so no agreement is claimed.")
+    n, k, unknown = sig["pairs"], sig["significant"], sig["unknown"]
+    if k == 0:
+        if unknown == n:
+            return (f"Ranking not resolved by this run: our values carry no intervals, so no difference between "
+                    f"settings is known to be significant (the point values' Kendall τ against the paper's order, "
+                    f"{tau}, is no evidence of agreement).")
+        which = "the one pair of settings does not differ" if n == 1 else f"none of the {_pairs_text(n)} differs"
+        return (f"Ranking not resolved by this run: {which} beyond its {pct} bootstrap "
+                f"interval{f' ({unknown} without an interval)' if unknown else ''}, so the order of our point values "
+                f"(Kendall τ {tau} against the paper's) is no evidence of agreement or disagreement.")
+    text = (f"{k} of {_pairs_text(n)} {'differs' if k == 1 else 'differ'} beyond {'its' if k == 1 else 'their'} "
+            f"{pct} bootstrap interval: "
+            f"{sig['significant_same_order']} ordered as in the paper, {sig['significant_opposite_order']} ordered "
+            f"differently (Kendall τ over those pairs {sig['kendall_tau_significant']:+.2f}; over all point values "
+            f"{tau})")
     if rk.get("discordant"):
+        said = {True: " (significant)", False: " (within the interval)"}
         text += "; ordered differently: " + "; ".join(
-            f"{d['settings'][0]} vs {d['settings'][1]}" + (" (our intervals overlap)" if d.get("ci_overlap") else "")
+            f"{d['settings'][0]} vs {d['settings'][1]}" + said.get(d.get("significant"), " (significance unknown)")
             for d in rk["discordant"])
-    if rk.get("best_agrees") is not None:
-        text += "; best setting " + ("agrees" if rk["best_agrees"] else "differs")
+    if rk.get("best_agrees") is True:
+        text += "; best setting agrees" + {True: " (significantly better than every other setting)",
+                                           False: ", but is not significantly better than every other setting"
+                                           }.get(rk.get("best_significant"), " (significance unknown)")
+    elif rk.get("best_agrees") is False:
+        text += "; best setting differs" + {True: " (significantly better than the paper's best setting)",
+                                            False: ", but not significantly (ours is within the interval of the "
+                                                   "paper's best setting)"
+                                            }.get(rk.get("best_vs_paper_best_significant"), " (significance unknown)")
     return text + "."
 
 
-def ablation_section(tables: Any) -> dict:
+def ablation_section(tables: Any, model_keys: list[str] | None = None) -> dict:
     """ablation/tables.json (deco_bench.ablation.build_tables): Table 4 axes and Table 1 rows, our metric per
-    setting (with its bootstrap interval) beside the paper's FID / sFID / IS."""
+    setting (with its bootstrap interval) beside the paper's FID / sFID / IS, and the ranking with its significance.
+    `model_keys` (params `models:`): a file that places a model not among them is stale and is left out."""
     if tables is None:
         return not_ran("ablation", PATHS["ablation"])
     missing = _require(tables, ("table4", "table1", "metric", "protocol"))
     if missing:
         return unrecognised("ablation", PATHS["ablation"], missing)
     metric = tables["metric"]
+    prot = tables["protocol"] if isinstance(tables["protocol"], dict) else {}
+    level = prot.get("ci_level", 0.95) if isinstance(prot.get("ci_level"), (int, float)) else 0.95
     axes = []
     for a in list(tables["table4"]) + [{"axis": "table1", **tables["table1"]}]:
         if not isinstance(a, dict) or "rows" not in a:
             return unrecognised("ablation", PATHS["ablation"], ["table4[].rows"])
         axes.append({"name": a.get("axis", "?"), "title": a.get("title", a.get("axis", "?")),
                      "status": a.get("status", ""), "rows": _ablation_rows(a["rows"], metric),
-                     "ranking": _ranking_text(a.get("ranking") or {})})
-    prot = tables["protocol"] if isinstance(tables["protocol"], dict) else {}
+                     "ranking": _ranking_text(a.get("ranking") or {}, level)})
+    if model_keys is not None:
+        named = {r.get("model") for a in list(tables["table4"]) + [tables["table1"]] for r in a["rows"]
+                 if isinstance(r, dict)} | set(tables.get("unassigned") or {})
+        stale = sorted(str(m) for m in named if m and m not in model_keys)
+        if stale:
+            return {"ran": False, "message": f"{PATHS['ablation']} is stale: it places {', '.join(stale)}, not among "
+                                             f"the models of params.yaml; re-run `dvc repro ablation` (the section "
+                                             f"is left out)."}
     return {"ran": True, "axes": axes, "scale": tables.get("scale", "unknown"), "metric": metric_name(metric),
             "ours_protocol": prot.get("ours", ""), "paper_protocol": prot.get("paper", paper.TABLE4_PROTOCOL),
             "note": prot.get("note", ""), "unassigned": [f"{k}: {v}" for k, v in (tables.get("unassigned") or {}).items()]}
@@ -664,7 +767,7 @@ def _bench_rows(case: dict) -> tuple[list[str], list[dict]]:
     return [models[n].get("label", n) for n in names], rows
 
 
-def _bench_entry(label: str, res: Any, path: str) -> dict:
+def _bench_entry(label: str, res: Any, path: str, colors: dict | None = None) -> dict:
     missing = _require(res, ("cases", "env"))
     if missing:
         return {"label": label, "message": unrecognised("bench", path, missing)["message"], "cases": [], "env": {}}
@@ -688,7 +791,10 @@ def _bench_entry(label: str, res: Any, path: str) -> dict:
                         thr[lab].append(float(c.replace(",", "")))
                     except ValueError:
                         thr[lab].append(None)
-        svg = bar_chart(groups, thr, title=f"Throughput, {cid} (images/s, higher is better)", y_label="images/s")
+        keys = dict(zip(columns, map(str, case["models"])))  # label -> model key
+        svg = bar_chart(groups, thr, title=f"Throughput, {cid} (images/s, higher is better)", y_label="images/s",
+                        colors={lab: (colors or {})[k] for lab, k in keys.items() if k in (colors or {})},
+                        models=keys)
         cases.append({"id": cid, "columns": columns, "rows": rows, "ratios": ratios, "svg": svg})
     env = res["env"]
     env_text = {k: str(env.get(k)) for k in ("device_name", "device", "dtype", "torch", "cuda", "driver", "compile",
@@ -698,15 +804,15 @@ def _bench_entry(label: str, res: Any, path: str) -> dict:
                                                                    _get(res, "peak.reason") or "n/a")}
 
 
-def bench_section(results: Any, recordings: list[dict]) -> dict:
+def bench_section(results: Any, recordings: list[dict], colors: dict | None = None) -> dict:
     """bench/results.json (deco_bench/stages/bench.py, schema deco-bench/bench-results/1) measured by this run,
     and bench/recordings/*.json: committed GPU results in the same format, labelled as recordings."""
     out = {"ran": results is not None, "message": "" if results is not None else
            not_ran("bench", PATHS["bench"])["message"], "tables": [], "recordings": []}
     if results is not None:
-        out["tables"].append(_bench_entry("this run", results, PATHS["bench"]))
+        out["tables"].append(_bench_entry("this run", results, PATHS["bench"], colors))
     for r in recordings:
-        e = _bench_entry(r.get("file", "recording"), r, r.get("file", "recording"))
+        e = _bench_entry(r.get("file", "recording"), r, r.get("file", "recording"), colors)
         rec = r.get("recording") or {}
         e["recording"] = {"date": str(rec.get("date", "unknown date")), "note": str(rec.get("note", ""))}
         out["recordings"].append(e)

@@ -10,9 +10,20 @@ import math
 from dataclasses import dataclass, field
 from html import escape
 
-# Colour-blind-safe palette (Okabe-Ito), cycled over series.
+# Colour-blind-safe palette (Okabe-Ito). A model's colour is fixed once for the whole report (model_colors: by its
+# position in params `models:`), so DeCo has the same colour in every chart; series without one cycle the palette.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 DASHES = {"solid": "", "dashed": "6 4", "dotted": "2 3"}
+
+
+def model_colors(keys) -> dict[str, str]:
+    """{model key: colour}: the i-th key gets PALETTE[i] (cycled past the palette's length). Pass params `models:`
+    keys first, then any other key a chart may show, so the mapping is the same for every chart of a report."""
+    return {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(dict.fromkeys(keys))}
+
+
+def _model_attr(key: str | None) -> str:
+    return f' data-model="{escape(key)}"' if key else ""
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,7 @@ class Series:
     markers: bool = True
     color: str | None = None
     extra: dict = field(default_factory=dict)
+    model: str | None = None  # the model key this series shows (written as data-model on its marks and legend)
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -134,24 +146,32 @@ def line_plot(series: list[Series], *, title: str, x_label: str, y_label: str, l
         color = s.color or PALETTE[i % len(PALETTE)]
         dash = DASHES.get(s.style, "")
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        m_attr = _model_attr(s.model)
         p = pts[i]
         if len(p) > 1:
             d = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in p)
-            out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"{dash_attr}/>')
+            out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"{dash_attr}{m_attr}/>')
         if s.markers or len(p) == 1:
-            out.extend(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>' for x, y in p)
+            out.extend(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"{m_attr}/>' for x, y in p)
         lx = ml + (i % 2) * (pw / 2)
         ly = mt + ph + 44 + 16 * (i // 2)
         out.append(f'<line x1="{lx:.1f}" y1="{ly - 4}" x2="{lx + 22:.1f}" y2="{ly - 4}" stroke="{color}" '
-                   f'stroke-width="2"{dash_attr}/><text x="{lx + 28:.1f}" y="{ly}" class="legend">'
+                   f'stroke-width="2"{dash_attr}{m_attr}/><text x="{lx + 28:.1f}" y="{ly}" class="legend">'
                    f'{escape(s.label)}</text>')
     out.append("</svg>")
     return "".join(out)
 
 
 def bar_chart(groups: list[str], values: dict[str, list[float | None]], *, title: str, y_label: str,
-              width: int = 560, height: int = 280) -> str:
-    """Grouped bars: one group per entry of `groups`, one bar per key of `values` (None: no bar, 'n/a')."""
+              width: int = 560, height: int = 280, colors: dict[str, str] | None = None,
+              models: dict[str, str] | None = None) -> str:
+    """Grouped bars: one group per entry of `groups`, one bar per key of `values` (None: no bar, 'n/a').
+    `colors`: {values key: colour} (others cycle the palette); `models`: {values key: model key} (data-model)."""
+    colors, models = colors or {}, models or {}
+
+    def color(k: int, label: str) -> str:
+        return colors.get(label) or PALETTE[k % len(PALETTE)]
+
     ml, mr, mt, mb = 64, 16, 28, 40 + 16 * ((len(values) + 1) // 2)
     pw, ph = width - ml - mr, height - mt - mb
     finite = [v for vs in values.values() for v in vs if v is not None and math.isfinite(v)]
@@ -188,10 +208,12 @@ def bar_chart(groups: list[str], values: dict[str, list[float | None]], *, title
                 continue
             top, base = py(max(v, 0.0)), py(min(v, 0.0))
             out.append(f'<rect x="{x:.1f}" y="{top:.1f}" width="{bw:.1f}" height="{max(base - top, 0.5):.1f}" '
-                       f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(label)}: {v:.4g}</title></rect>')
+                       f'fill="{color(k, label)}"{_model_attr(models.get(label))}><title>{escape(label)}: {v:.4g}'
+                       f'</title></rect>')
     for k, label in enumerate(values):
         lx, ly = ml + (k % 2) * (pw / 2), mt + ph + 34 + 16 * (k // 2)
-        out.append(f'<rect x="{lx:.1f}" y="{ly - 9}" width="12" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
+        out.append(f'<rect x="{lx:.1f}" y="{ly - 9}" width="12" height="10" fill="{color(k, label)}"'
+                   f'{_model_attr(models.get(label))}/>'
                    f'<text x="{lx + 18:.1f}" y="{ly}" class="legend">{escape(label)}</text>')
     out.append("</svg>")
     return "".join(out)

@@ -1,10 +1,12 @@
 """Stage `ablation`: paper Tables 1 and 4 from our metrics, report-ready.
 
 The variants are ordinary `models:` entries, trained, sampled and evaluated by the foreach stages; this stage only
-reads metrics/<m>.json for every model of params.yaml and writes ablation/tables.json (deco_bench.ablation.
-build_tables): per axis our metric per setting with its bootstrap interval beside the paper's FID, the best setting
-of each side, and the setting pairs that we rank differently from the paper. Axes without a trained variant at
-this profile are listed as "not run at this profile".
+reads metrics/<m>.json for exactly the models of params.yaml (any other file in the folder is ignored), checks that
+each records the training step params train.steps (its "train_step"; report.steps.TrainStepMismatchError names the
+files that do not), and writes ablation/tables.json (deco_bench.ablation.build_tables): per axis our metric per
+setting with its bootstrap interval beside the paper's FID, the best setting of each side, the setting pairs that
+we rank differently from the paper, and how many of our differences are significant. Axes without a trained
+variant at this profile are listed as "not run at this profile".
 """
 
 from __future__ import annotations
@@ -54,7 +56,12 @@ def run(params_path: str, metrics_dir: Path, out_dir: Path) -> None:
     ap = ablation_params(p)
     from deco_bench.ablation import build_tables
 
-    tables = build_tables(read_metrics(metrics_dir, p.models), p, metric=ap.metric)
+    from deco_bench.report.steps import StepSource, check_steps
+
+    metrics = read_metrics(metrics_dir, p.models)
+    check_steps([(StepSource(str(metrics_dir / f"{m}.json"), "train_step", f"evaluate@{m}"), doc)
+                 for m, doc in metrics.items()], p.train.steps)
+    tables = build_tables(metrics, p, metric=ap.metric, train_steps=p.train.steps)
     atomic_write_json(out_dir / "tables.json", tables)
     _common.write_resolved(out_dir / "params.json", p, ablation=cfgmod.to_dict(ap))
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,18 @@ def write_samples(root: Path, model: str, n: int = 16, side: int = 8, classes: i
     labels = np.arange(n) % classes
     (root / "previews").mkdir(parents=True, exist_ok=True)
     np.savez(root / "previews" / f"{model}.npz", arr_0=images, labels=labels)
+
+
+def set_train_step(root: Path, step: int) -> None:
+    """Every weights-derived output of a fixture tree records `step`, as the outputs of a `step`-step run would
+    (metrics and previews "train_step", metrics/train "steps", ablation/tables.json protocol.train_steps)."""
+    for pattern, key in (("metrics/*.json", "train_step"), ("previews/*.json", "train_step"),
+                         ("metrics/train/*.json", "steps")):
+        for f in root.glob(pattern):
+            f.write_text(json.dumps({**json.loads(f.read_text()), key: step}))
+    tables = json.loads((root / "ablation/tables.json").read_text())
+    tables["protocol"]["train_steps"] = step
+    (root / "ablation/tables.json").write_text(json.dumps(tables))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from deco_bench import paper
 from deco_bench.report.context import build_context, load_inputs, sample_grid
 from deco_bench.report.render import render
 
-from .conftest import COMPLETE, MODELS
+from .conftest import COMPLETE, MODELS, set_train_step
 
 
 def _render(root: Path) -> str:
@@ -124,6 +124,7 @@ def test_paper_scale_verdict_uses_the_stated_tolerance(complete_root: Path):
     p["data"]["resolution"] = 256
     p["models"]["deco"]["preset"] = "deco-xl"
     p["train"].update(steps=1_600_000, global_batch=256)  # 320 epochs
+    set_train_step(complete_root, 1_600_000)  # the outputs of a 1.6M-step run
     p["sample"].update(num_steps=100, cfg_scale=3.2)
     (complete_root / "params.yaml").write_text(yaml.safe_dump(p))
     met = json.loads((complete_root / "metrics/deco.json").read_text())

@@ -50,3 +50,18 @@ def test_bar_heights_proportional_to_values():
     h = [float(v) for v in re.findall(r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)" fill="#', svg)][:2]
     # the two bars (the frame has fill="none"; legend swatches come last)
     assert math.isclose(h[1], 2 * h[0], rel_tol=0.02)
+
+
+def test_model_colours_are_fixed_by_position_and_used_by_both_chart_kinds():
+    from deco_bench.report.svg import PALETTE, model_colors
+
+    colours = model_colors(["deco", "baseline", "deco", *(f"m{i}" for i in range(7))])
+    assert colours["deco"] == PALETTE[0] and colours["baseline"] == PALETTE[1] and colours["m6"] == PALETTE[0]
+    line = line_plot([Series("B", [0, 1], [1.0, 2.0], color=colours["baseline"], model="baseline")],
+                     title="t", x_label="x", y_label="y")
+    assert f'stroke="{PALETTE[1]}" stroke-width="2" data-model="baseline"' in line
+    bars = bar_chart(["g"], {"DeCo": [1.0], "Base": [2.0]}, title="t", y_label="y",
+                     colors={"Base": colours["baseline"], "DeCo": colours["deco"]},
+                     models={"Base": "baseline", "DeCo": "deco"})
+    fills = re.findall(r'fill="(#[0-9A-F]{6})" data-model="(\w+)"', bars)
+    assert set(fills) == {(PALETTE[0], "deco"), (PALETTE[1], "baseline")} and len(fills) == 4  # 2 bars, 2 swatches
