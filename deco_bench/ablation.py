@@ -36,7 +36,7 @@ class Axis:
         return self.field not in LOSS_FIELDS
 
 
-# Table 4 (facts.md §2.2). (a) and (b) ran without FreqFM, so their default row is "DeCo w/o FreqFM" (34.12).
+# Table 4 (docs/paper.md §2.2). (a) and (b) ran without FreqFM, so their default row is "DeCo w/o FreqFM" (34.12).
 # FreqFM weight 0 is that same run (Table 1), listed on axis (e) as the issue asks.
 TABLE4_AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("decoder_hidden", "(a) Hidden size d of the pixel decoder", "decoder_hidden", (16, 32, 64), False, "d={}"),
@@ -49,7 +49,7 @@ TABLE4_AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("freqfm_quality", "(f) JPEG quality in FreqFM", "freqfm_quality", (50, 85, 100), True, "q={}"),
 )}
 
-# Table 1 rows (facts.md §2.1): name -> (label, the fields that differ from DeCo; baseline: another model).
+# Table 1 rows (docs/paper.md §2.1): name -> (label, the fields that differ from DeCo; baseline: another model).
 TABLE1_ROWS: dict[str, tuple[str, dict]] = {
     "baseline": ("Baseline", {"freqfm_weight": 0.0}),
     "deco_no_repa": ("DeCo w/o REPA", {"repa_weight": 0.0}),
@@ -134,7 +134,7 @@ def expand_ablation_grid(base_preset: str, *, axes: Mapping[str, tuple] | None =
 
 def _table1_entry(name: str, base_preset: str) -> dict:
     label, fields = TABLE1_ROWS[name]
-    if name == "baseline":  # the official baseline for DeCo-X is Baseline-X (facts.md §2.0)
+    if name == "baseline":  # the official baseline for DeCo-X is Baseline-X (docs/paper.md §2.0)
         return {"preset": base_preset.replace("deco", "baseline", 1), "label": label, **fields}
     return {"preset": base_preset, **({"group": "ablation"} if fields else {}), "label": label, **fields}
 

@@ -1,6 +1,6 @@
 """Convergence speed (paper Fig. 5): how many training iterations DeCo needs to match the baseline.
 
-The paper's claim [facts.md §3.3]: "DeCo reaches 2.57 FID in 400K iterations, 10x faster than the baseline" (whose
+The paper's claim [docs/paper.md §3.3]: "DeCo reaches 2.57 FID in 400K iterations, 10x faster than the baseline" (whose
 FID is 2.59 at 4.0M). We make that a number with an interval:
 
     target value   the baseline's best (or final) metric on its curve of evaluation checkpoints;

@@ -1,7 +1,7 @@
 """Load official DeCo / baseline checkpoints (github.com/Zehong-Ma/DeCo) into our model classes.
 
 An official run is a Lightning YAML config (`configs_c2i/*.yaml`) plus a `.ckpt` whose `state_dict` holds
-`denoiser.*` (raw weights), `ema_denoiser.*` (EMA weights, used for sampling; facts.md §5.1) and
+`denoiser.*` (raw weights), `ema_denoiser.*` (EMA weights, used for sampling; docs/paper.md §5.1) and
 `diffusion_trainer.proj.*` (the REPA projector, not part of the denoiser). The checkpoint is read with
 `safe_torch_load` (weights only; nothing in the file is executed).
 
@@ -40,7 +40,7 @@ OFFICIAL_CLASSES = {
 # Defaults of the official constructors, used when a YAML leaves an argument out (as Lightning would).
 _OFFICIAL_DEFAULTS = {"in_channels": 4, "num_groups": 12, "hidden_size": 1152, "hidden_size_x": 64,
                       "num_blocks": 18, "num_cond_blocks": 4, "patch_size": 2, "num_classes": 1000}
-# Constructor arguments that do not change the network (nerf_mlpratio is unused by the DeCo class, facts.md §5.2).
+# Constructor arguments that do not change the network (nerf_mlpratio is unused by the DeCo class, docs/paper.md §5.2).
 _IGNORED_ARGS = {"nerf_mlpratio", "learn_sigma", "deep_supervision", "weight_path", "load_ema"}
 _ARGS = {
     "deco": {"in_channels", "num_groups", "hidden_size", "hidden_size_x", "num_blocks", "num_cond_blocks",
@@ -111,7 +111,7 @@ def official_denoiser(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
 def config_from_official_yaml(path: str | os.PathLike) -> ModelConfig:
     """ModelConfig of the denoiser in an official Lightning config (`model.denoiser.{class_path,init_args}`).
 
-    Note: `Baseline_DiT_JiT.yaml` uses the baseline network but trains it to predict x, not v (facts.md §5.2).
+    Note: `Baseline_DiT_JiT.yaml` uses the baseline network but trains it to predict x, not v (docs/paper.md §5.2).
     """
     class_path, init_args = official_denoiser(path)
     return config_from_official_init_args(class_path, init_args, source=str(path))

@@ -1,8 +1,8 @@
-"""The paper's numbers and the official configs' values, transcribed from ../shared/paper/facts.md.
+"""The paper's numbers and the official configs' values, transcribed from docs/paper.md.
 
 These are the only paper numbers in deco-bench: the report's "paper" columns, the ablation tables, the
-convergence points and the profile checks all read them from here. Citations point at facts.md sections.
-Where the paper and the official code differ, the code's value is the one used for parity (facts.md §0).
+convergence points and the profile checks all read them from here. Citations point at docs/paper.md sections.
+Where the paper and the official code differ, the code's value is the one used for parity (docs/paper.md §0).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 PROTOCOL = ("ImageNet, 50,000 samples, ADM evaluation suite (FID, sFID, IS, precision, recall against the "
             "ADM reference batch), Euler sampler")
 
-# Table 2, ImageNet 256x256 with CFG (facts.md §1.1); pixel-space rows relevant to DeCo.
+# Table 2, ImageNet 256x256 with CFG (docs/paper.md §1.1); pixel-space rows relevant to DeCo.
 TABLE2_256 = [
     {"method": "Baseline-XL/16", "epochs": 320, "nfe": "100x2", "latency_s": 1.03, "fid": 2.79, "sfid": 4.90,
      "is": 296.0, "precision": 0.79, "recall": 0.60, "model": "baseline"},
@@ -24,13 +24,13 @@ TABLE2_256 = [
      "is": 304.0, "precision": 0.79, "recall": 0.63, "model": "deco"},
 ]
 
-# Table 2, ImageNet 512x512 with CFG (facts.md §1.2).
+# Table 2, ImageNet 512x512 with CFG (docs/paper.md §1.2).
 TABLE2_512 = [
     {"method": "DeCo-XL/16", "epochs": 340, "nfe": "100x2", "latency_s": 2.25, "fid": 2.22, "sfid": 4.67,
      "is": 290.0, "precision": 0.80, "recall": 0.60, "model": "deco"},
 ]
 
-# Table 1, L size, 200K iterations, batch 256, 50 Euler steps, no CFG (facts.md §2.1). Memory in GB, speed s/it.
+# Table 1, L size, 200K iterations, batch 256, 50 Euler steps, no CFG (docs/paper.md §2.1). Memory in GB, speed s/it.
 TABLE1 = [
     {"method": "Baseline", "params_m": 459, "train_mem_gb": 24.8, "train_s_per_it": 0.22, "inf_mem_gb": 2.5,
      "s_per_image": 0.46, "s_per_step": 0.009, "fid": 61.10, "sfid": 15.86, "is": 16.81, "recall": 0.60,
@@ -46,7 +46,7 @@ TABLE1 = [
      "variant": "deco"},
 ]
 
-# Table 4 (facts.md §2.2): axis -> [(setting, FID, sFID, IS)], default setting first-marked by DEFAULTS.
+# Table 4 (docs/paper.md §2.2): axis -> [(setting, FID, sFID, IS)], default setting first-marked by DEFAULTS.
 # (a) and (b) ran without FreqFM; (c)-(f) with it.
 TABLE4 = {
     "decoder_hidden": {"with_freqfm": False, "default": 32,
@@ -62,9 +62,9 @@ TABLE4 = {
     "freqfm_quality": {"with_freqfm": True, "default": 85,
                        "rows": [(50, 31.54, 9.45, 47.70), (85, 31.35, 9.34, 48.35), (100, 33.84, 10.74, 46.14)]},
 }
-TABLE4_PROTOCOL = "ImageNet 256, L size, 200K iterations, batch 256, 50 Euler steps, no CFG, FID-50K (facts.md §2.2)"
+TABLE4_PROTOCOL = "ImageNet 256, L size, 200K iterations, batch 256, 50 Euler steps, no CFG, FID-50K (docs/paper.md §2.2)"
 
-# Fig. 5 FID-vs-iteration points, XL at 256 (facts.md §3.3; [PLOT] read-offs, ~+-0.01 except printed values).
+# Fig. 5 FID-vs-iteration points, XL at 256 (docs/paper.md §3.3; [PLOT] read-offs, ~+-0.01 except printed values).
 FIG5 = {
     "iterations": [200_000, 400_000, 600_000, 800_000, 1_200_000, 1_600_000, 4_000_000],
     "baseline_fid": [6.56, 3.62, 3.21, 2.97, 2.83, 2.79, 2.59],
@@ -72,19 +72,19 @@ FIG5 = {
     "claim": "DeCo reaches 2.57 FID in 400K iterations, 10x faster than the baseline (2.59 at 4.0M)",
 }
 
-# Fig. 4 DCT energy read-offs (facts.md §4): normalised log energy at high zig-zag indices.
+# Fig. 4 DCT energy read-offs (docs/paper.md §4): normalised log energy at high zig-zag indices.
 FIG4 = {"baseline_dit_high": (0.38, 0.39), "velocity_high": (0.29, 0.30), "deco_dit_high": (0.13, 0.15)}
 
-# Parameter counts from the official classes (facts.md §3.1, [COMP]); ours must match exactly.
+# Parameter counts from the official classes (docs/paper.md §3.1, [COMP]); ours must match exactly.
 PARAMS_M = {"deco-l": 426.938, "deco-xl": 682.283, "baseline-l": 459.172, "baseline-xl": 676.360}
 GFLOPS_FWD_256 = {"deco-l": 149.13, "deco-xl": 236.48, "baseline-l": 155.71, "baseline-xl": 229.66}
 
-# Timing claims (facts.md §2.1, §3.4): A800 GPUs.
+# Timing claims (docs/paper.md §2.1, §3.4): A800 GPUs.
 TIMING = {"train_s_per_it_L_b256_8xA800": {"deco": 0.24, "baseline": 0.22},
           "latency_s_XL_256_100x2_A800": {"deco": 1.05, "baseline": 1.03},
           "latency_s_XL_512_100x2_A800": {"deco": 2.25}}
 
-# The official configs' values that the paper profiles must reproduce (facts.md §5.2), as dotted params keys.
+# The official configs' values that the paper profiles must reproduce (docs/paper.md §5.2), as dotted params keys.
 OFFICIAL_PROFILE_VALUES = {
     "imagenet256-xl": {
         "data.resolution": 256, "data.num_classes": 1000,

@@ -66,7 +66,7 @@ def get_dotted(raw: dict, key: str) -> Any:
 
 
 # The official DeCo configs each paper profile reproduces (as the profiles' comments say); the values compared are
-# deco_bench/paper.py's OFFICIAL_PROFILE_VALUES (facts.md §5.2), which has exactly these keys.
+# deco_bench/paper.py's OFFICIAL_PROFILE_VALUES (docs/paper.md §5.2), which has exactly these keys.
 OFFICIAL_CONFIGS = {
     "imagenet256-xl": ("configs_c2i/DeCo_XL.yaml", "configs_c2i/Baseline_DiT_XL.yaml"),
     "imagenet512-xl": ("configs_c2i/DeCo_XL_512.yaml",),

@@ -1,4 +1,4 @@
-"""Environment fingerprint stamped into every benchmark result (STYLE.md example 7).
+"""Environment fingerprint stamped into every benchmark result (docs/architecture.md).
 
 `hardware` is the part that decides whether two timings are comparable at all (the gate refuses to compare
 different hardware unless asked); the rest (torch, CUDA, driver, git revision) is shown beside the numbers.

@@ -182,7 +182,7 @@ def parse_bench(raw: Any, model_keys: list[str] | tuple[str, ...]) -> BenchParam
 
 
 def paper_gpu_profile() -> BenchParams:
-    """The recorded GPU benchmark: DeCo-XL vs Baseline-XL at 256 and 512 (facts.md §1, Table 2 settings).
+    """The recorded GPU benchmark: DeCo-XL vs Baseline-XL at 256 and 512 (docs/paper.md §1, Table 2 settings).
 
     Train batches are the official per-GPU micro-batches (32 at 256: 256 on 8 GPUs; 16 at 512: 256 on 8 GPUs with
     grad_accum 2). Sampling: the paper's 100 Euler steps with CFG 3.2 on [0.1, 1] (100x2; Baseline_DiT_XL.yaml,

@@ -4,7 +4,7 @@ It needs no network and no download, so the whole pipeline (train -> sample -> m
 Each bundled photograph is one class; a sample is a random square crop of it (side between 35% and 90% of the
 photograph's short side, random position, random horizontal flip), resized with PIL's antialiased bicubic filter.
 
-Randomness is keyed by index (STYLE.md, example 5): crop *i* of class *c* in split *s* depends only on
+Randomness is keyed by index (docs/architecture.md): crop *i* of class *c* in split *s* depends only on
 ``(seed, s, c, i)``, so the arrays are byte-identical across runs and asking for more crops per class only appends.
 The train and reference splits use different keys, so they hold different crops of the same photographs.
 """

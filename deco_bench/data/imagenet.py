@@ -1,7 +1,7 @@
 """ImageNet-style image folders (``root/<class_dir>/<images>``) with ADM's centre crop.
 
 The official DeCo data pipeline (`src/data/dataset/imagenet.py`, `PixImageNet`) is torchvision's `ImageFolder`
-followed by ADM's `center_crop_fn`, `to_tensor` and `Normalize(0.5, 0.5)` (facts.md: "pixels in [-1, 1] after ADM
+followed by ADM's `center_crop_fn`, `to_tensor` and `Normalize(0.5, 0.5)` (docs/paper.md: "pixels in [-1, 1] after ADM
 center_crop_fn, no flip or random crop by default"). We keep its class order (sorted folder names) and sample order
 (sorted walk), and add what a long run needs: `check_image_folder` fails before any GPU time is spent, and damaged
 or undersized files are skipped and counted, or refused by name, instead of crashing a worker mid-epoch.

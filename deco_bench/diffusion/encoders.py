@@ -1,6 +1,6 @@
 """Frozen REPA target encoders: image in [0, 1] (B, 3, H, W) -> patch tokens (B, N, D).
 
-- `DinoV2Encoder`: DINOv2 ViT-B/14, the official REPA target (facts.md §5.1), rebuilt with timm from the
+- `DinoV2Encoder`: DINOv2 ViT-B/14, the official REPA target (docs/paper.md §5.1), rebuilt with timm from the
   facebookresearch checkpoint file on local disk (never downloaded here).
 - `SmallEncoder`: a tiny patch encoder for CPU-scale runs. With its default seeded initialisation it is a
   random-feature stand-in (a fixed random projection of each patch), not a pretrained representation; a trained

@@ -1,7 +1,7 @@
 """Training losses: flow matching, FreqFM (DeCo's frequency-aware FM loss) and REPA alignment.
 
 total = L_FM + freqfm_weight * L_FreqFM + repa_weight * L_REPA   (paper Eq. 7; official `training_repa_DeCo.py`,
-defaults 1.0 and 0.5; facts.md §5.1). The baseline is the same with freqfm_weight = 0 (official `training_repa.py`).
+defaults 1.0 and 0.5; docs/paper.md §5.1). The baseline is the same with freqfm_weight = 0 (official `training_repa.py`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def freq_fm_loss(pred: torch.Tensor, target: torch.Tensor, quality: int = 85, ga
 # ------------------------------------------------------------------------------------------------------ REPA
 
 class RepaProjector(nn.Sequential):
-    """REPA head on DiT tokens: Linear-SiLU-Linear-SiLU-Linear (official trainer's `proj`; facts.md §5.1:
+    """REPA head on DiT tokens: Linear-SiLU-Linear-SiLU-Linear (official trainer's `proj`; docs/paper.md §5.1:
     hidden -> hidden -> 768 for DINOv2-B). Lives with the loss, not the model, as in the official code."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):

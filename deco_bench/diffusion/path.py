@@ -1,6 +1,6 @@
 """The flow path: the one place that says which end of t is data.
 
-Convention of the official code (`LinearScheduler`, facts.md §5.1), used everywhere in deco-bench:
+Convention of the official code (`LinearScheduler`, docs/paper.md §5.1), used everywhere in deco-bench:
 
     t = 0 is pure noise, t = 1 is data;   x_t = t * x + (1 - t) * eps;   v = dx_t/dt = x - eps.
 
@@ -62,7 +62,7 @@ def sample_t(batch: int, generator: torch.Generator | None = None, lognorm: bool
 
 def drop_labels(y: torch.Tensor, p: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """CFG label dropout: each label becomes `null_label` with probability p (official `null_condition_p`,
-    0.1 default, 0.2 for DeCo-XL; facts.md §5.1). The null class is `num_classes`, one past the last real class."""
+    0.1 default, 0.2 for DeCo-XL; docs/paper.md §5.1). The null class is `num_classes`, one past the last real class."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"label dropout probability must be in [0, 1], got {p}")
     if p == 0.0:

@@ -1,9 +1,9 @@
 """ODE samplers (Euler, Heun) with interval classifier-free guidance, and per-sample seeding.
 
 Same numbers as the official `EulerSampler` / `HeunSampler(exact_henu=True)` (`src/diffusion/flow_matching/
-sampling.py`; facts.md §5.1), with one change in cost, not in result: the official sampler always runs the
+sampling.py`; docs/paper.md §5.1), with one change in cost, not in result: the official sampler always runs the
 unconditional half of the batch, even where guidance has no effect (w = 1, or t outside the guidance interval),
-so its "NFE x2" holds for no-CFG runs too (facts.md §3.4). We evaluate only the conditional rows there; the output
+so its "NFE x2" holds for no-CFG runs too (docs/paper.md §3.4). We evaluate only the conditional rows there; the output
 then equals `c` instead of `u + 1 * (c - u)`, i.e. the same up to float rounding.
 
 Model contract: `model(x_t, t, y) -> v` with x_t (B, C, H, W), t (B,) in [0, 1] (t = 1 is data, see path.py), y (B,)
@@ -152,7 +152,7 @@ def sample_noise(seed: int, indices: Iterable[int] | torch.Tensor, shape: tuple[
 
 
 def class_balanced_labels(indices: Iterable[int] | torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Label of sample i = i % num_classes: 50 images per class for 50,000 samples (facts.md §6)."""
+    """Label of sample i = i % num_classes: 50 images per class for 50,000 samples (docs/paper.md §6)."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     idx = torch.as_tensor(indices.tolist() if isinstance(indices, torch.Tensor) else list(indices), dtype=torch.long)

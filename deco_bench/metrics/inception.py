@@ -1,6 +1,6 @@
 """ADM's Inception features from torch-fidelity's PyTorch port of the TF 2015-12-05 graph, all in one pass.
 
-Where ADM's tensors live in the port (see /work/shared/ECOSYSTEM.md "Evaluation"):
+Where ADM's tensors live in the port (ADM's evaluator.py, docs/paper.md §6):
 - `pool_3:0` -> the 2048-d pooled feature ("2048"), for FID, precision/recall and KID;
 - softmax input for IS -> pool_3 times the logits matrix without its bias ("logits_unbiased");
 - `mixed_6/conv:0` -> the ReLU output of Mixed_6d.branch1x1 (17x17x192; torch-fidelity's converter maps

@@ -1,6 +1,6 @@
 """DeCo: a DiT on 16x16 patch tokens (low frequencies) + an attention-free pixel decoder (high frequencies).
 
-Same computation as the official `dit_c2i_DeCo.PixNerDiT` (facts.md §5.4, paper §3.2-3.3, Eq. 8-9). Compare with
+Same computation as the official `dit_c2i_DeCo.PixNerDiT` (docs/paper.md §5.4, paper §3.2-3.3, Eq. 8-9). Compare with
 dit.py: the DiT trunk is identical; the AdaLN final layer is replaced by the pixel decoder below.
 
 Decoder tokens. The official decoder has one token per pixel (decoder patch size q = 1). For the ablation of paper

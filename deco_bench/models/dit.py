@@ -1,6 +1,6 @@
 """The baseline pixel DiT: patch tokens -> DiT blocks -> AdaLN final layer -> pixels (no decoupling).
 
-Same computation as the official `dit_c2i_baseline.FlattenDiT` (the paper's "Baseline" rows, facts.md §2.1, §5.2).
+Same computation as the official `dit_c2i_baseline.FlattenDiT` (the paper's "Baseline" rows, docs/paper.md §2.1, §5.2).
 Compare with deco.py: only the output head differs.
 """
 

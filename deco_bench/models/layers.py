@@ -1,6 +1,6 @@
 """Pieces shared by the baseline pixel DiT (dit.py) and DeCo (deco.py).
 
-Everything here matches what the official code computes (facts.md §5.1 "Network pieces"); the tests compare
+Everything here matches what the official code computes (docs/paper.md §5.1 "Network pieces"); the tests compare
 against golden outputs of the official classes. Names are our own; official.py holds the name mapping.
 
 Shape letters: B batch, L patch tokens (= H/p * W/p), C hidden size, n heads, D head dim, p patch size.
@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Timesteps live in [0, 1] (1 = data, facts.md §5.1); the official embedder uses max_period=10, not DiT's 10000.
+# Timesteps live in [0, 1] (1 = data, docs/paper.md §5.1); the official embedder uses max_period=10, not DiT's 10000.
 TIME_MAX_PERIOD = 10.0
 TIME_FREQ_DIM = 256
-# 2-D RoPE: token positions run from 0 to ROPE_SPAN on each axis whatever the resolution (facts.md §5.1).
+# 2-D RoPE: token positions run from 0 to ROPE_SPAN on each axis whatever the resolution (docs/paper.md §5.1).
 ROPE_SPAN = 16.0
 ROPE_THETA = 10000.0
 NORM_EPS = 1e-6

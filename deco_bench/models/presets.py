@@ -1,4 +1,4 @@
-"""Model configurations: the paper's sizes (facts.md §5.2, §5.3) and small CPU sizes; build, count, FLOPs."""
+"""Model configurations: the paper's sizes (docs/paper.md §5.2, §5.3) and small CPU sizes; build, count, FLOPs."""
 
 from __future__ import annotations
 

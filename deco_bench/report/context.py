@@ -1,6 +1,6 @@
 """The report's context: every stage's JSON output -> one dict the templates render. Never recomputes a metric.
 
-    load_inputs(root)            I/O: reads the standard paths of schemas.md (absent or unreadable files recorded)
+    load_inputs(root)            I/O: reads the standard paths of docs/outputs.md (absent or unreadable files recorded)
                                  for exactly the models of params `models:` (other files in metrics/, previews/
                                  are stray outputs of removed models and are not read)
     build_context(inputs, ...)   pure: inputs -> {section: {...}}; each section is either present with its data
@@ -32,7 +32,7 @@ import numpy as np
 
 from deco_bench import paper
 
-IMAGENET_TRAIN_IMAGES = 1_281_167  # epochs = steps x global batch / this (facts.md §2.0)
+IMAGENET_TRAIN_IMAGES = 1_281_167  # epochs = steps x global batch / this (docs/paper.md §2.0)
 
 METRIC_NAMES = {
     "fid": "FID", "sfid": "sFID", "is": "IS", "precision": "Precision", "recall": "Recall", "kid": "KID",
@@ -48,7 +48,7 @@ DEFAULT_TOLERANCE = {"fid": 0.1, "sfid": 0.1, "is": 1.0, "precision": 0.01, "rec
 PAPER_METRICS_T2 = ("fid", "sfid", "is", "precision", "recall")
 PAPER_METRICS_T1 = ("fid", "sfid", "is", "recall")
 
-# Standard paths (schemas.md), relative to the repository root.
+# Standard paths (docs/outputs.md), relative to the repository root.
 BENCH_SCHEMA = "deco-bench/bench-results/1"  # deco_bench/stages/bench.py SCHEMA
 PATHS = {
     "params": "params.yaml", "dvc_lock": "dvc.lock", "data_info": "data/info.json",

@@ -1,6 +1,6 @@
 """Which training step every weights-derived output came from, checked against params `train.steps`.
 
-Each output made from a model's weights records the step of those weights (schemas.md):
+Each output made from a model's weights records the step of those weights (docs/outputs.md):
 
     metrics/<m>.json         "train_step"   (evaluate stage)
     previews/<m>.json        "train_step"   (sample stage)

@@ -1,4 +1,4 @@
-"""DCT energy analysis of paper Fig. 4 (Algorithm 3, App. E.3; facts.md §4).
+"""DCT energy analysis of paper Fig. 4 (Algorithm 3, App. E.3; docs/paper.md §4).
 
 What is measured, per sampling step of an Euler run: the DiT output (for DeCo the condition the pixel decoder
 receives, SiLU(t_emb + tokens); for the baseline the last block's hidden state before the final layer, as the
@@ -22,7 +22,7 @@ from deco_bench.spectral.dct import BLOCK, block_dct2d, zigzag
 
 NUM_COEFFS = BLOCK * BLOCK
 # First zig-zag index with u + v >= 8: indices 0..35 are the 36 coefficients with u + v <= 7. Fig. 4's curves
-# reach their high-frequency plateau from about index 37 on (facts.md §4), so the "high band" starts here.
+# reach their high-frequency plateau from about index 37 on (docs/paper.md §4), so the "high band" starts here.
 HIGH_FREQ_CUT = 36
 TENSORS = ("dit_out", "velocity")
 

@@ -1,7 +1,7 @@
 """8x8 block DCT, RGB->YCbCr and JPEG quantisation tables.
 
-One module for both users: the FreqFM loss (paper Eq. 6-7; facts.md §5.1) and the DCT energy analysis of Fig. 4
-(facts.md §4). Keeping them on the same transform means the analysis measures exactly what the loss weights.
+One module for both users: the FreqFM loss (paper Eq. 6-7; docs/paper.md §5.1) and the DCT energy analysis of Fig. 4
+(docs/paper.md §4). Keeping them on the same transform means the analysis measures exactly what the loss weights.
 
 Conventions (parity with the official trainer `training_repa_DeCo.py`):
 - DCT-II, orthonormal: D = C X C^T per 8x8 block, C[k, n] = a_k cos(pi (2n+1) k / 16), a_0 = sqrt(1/8),
@@ -103,7 +103,7 @@ def scaled_jpeg_table(base: torch.Tensor, quality: int) -> torch.Tensor:
     """IJG quality scaling of a base table (libjpeg `jpeg_quality_scaling`), float32.
 
     q < 50: s = 5000/q, else s = 200 - 2q; Q = floor((base*s + 50)/100) clamped to [1, 255]. This is what the
-    official code computes; paper Fig. 8's q=85 luminance table is one lower in 12 entries (facts.md §5.1).
+    official code computes; paper Fig. 8's q=85 luminance table is one lower in 12 entries (docs/paper.md §5.1).
     """
     if isinstance(quality, bool) or not float(quality).is_integer():
         raise ValueError(f"JPEG quality must be an integer in [1, 100], got {quality!r}")

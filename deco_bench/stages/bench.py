@@ -44,7 +44,7 @@ def specs_from_params(p: cfgmod.Params, bp: BenchParams) -> list[ModelSpec]:
 
 
 def paper_specs() -> list[ModelSpec]:
-    """DeCo-XL and Baseline-XL with the official recipes (facts.md §5.1-5.2; paper.OFFICIAL_PROFILE_VALUES)."""
+    """DeCo-XL and Baseline-XL with the official recipes (docs/paper.md §5.1-5.2; paper.OFFICIAL_PROFILE_VALUES)."""
     from deco_bench.models import get_preset
 
     common = dict(repa_weight=0.5, repa_align_layer=8, repa_encoder="dinov2-b14", lr=1e-4, ema_decay=0.9999)

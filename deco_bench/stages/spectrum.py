@@ -64,7 +64,7 @@ def run(params_path: str, weights: dict[str, Path], out_dir: Path) -> None:
         "num_images": sp.num_images, "num_steps": sp.num_steps, "seed": sp.seed, "cut": sp.cut,
         "times": results["deco"]["times"], "block": "one channel of one 8x8 window, per image and step",
         "models": tensors, "ratio_deco_over_baseline": ratios(tensors),
-        "paper": {"fig4_high_plateau": paper.FIG4, "protocol": "10K images x 100 steps, 8x8 DCT (facts.md §4)"}})
+        "paper": {"fig4_high_plateau": paper.FIG4, "protocol": "10K images x 100 steps, 8x8 DCT (docs/paper.md §4)"}})
     curves = {(m, t): tensors[m][t]["curve"] for m in tensors for t in ("dit_out", "velocity")}
     title = f"DCT energy, {sp.num_images} images x {sp.num_steps} steps ({p.run.scale} scale)"
     atomic_write_text(out_dir / "fig4.svg", fig4_svg(curves, title=title))

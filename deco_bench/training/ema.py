@@ -1,4 +1,4 @@
-"""Exponential moving average of the weights, kept in float32 (facts.md §5.1: SimpleEMA, decay 0.9999, every step)."""
+"""Exponential moving average of the weights, kept in float32 (docs/paper.md §5.1: SimpleEMA, decay 0.9999, every step)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class DenoiserWithProjector(nn.Module):
     """The network and the REPA projector as one module (so DDP and the optimiser see both).
 
     forward returns the predicted velocity and, when REPA is on, the projected tokens of DiT block `align_layer`
-    (facts.md §5.1: a forward hook on blocks[align_layer - 1]).
+    (docs/paper.md §5.1: a forward hook on blocks[align_layer - 1]).
     """
 
     def __init__(self, net: nn.Module, projector: nn.Module | None, align_layer: int):

@@ -18,7 +18,7 @@ def test_freq_weights_match_official(goldens, quality, gamma):
 
 def test_freq_weights_spot_values():
     w = jpeg_frequency_weights(85)
-    assert w[0, 0, 0].item() == pytest.approx(2.0130, abs=5e-5)  # facts.md §5.1 [COMP]
+    assert w[0, 0, 0].item() == pytest.approx(2.0130, abs=5e-5)  # docs/paper.md §5.1 [COMP]
     assert w[0].min().item() == pytest.approx(0.2796, abs=5e-5)
     assert w[0].max().item() == pytest.approx(3.3551, abs=5e-5)
     assert w[1].min().item() == pytest.approx(0.6457, abs=5e-5)

@@ -99,7 +99,7 @@ def test_sample_noise_is_keyed_by_seed_and_index():
 
 def test_class_balanced_labels():
     labels = class_balanced_labels(range(50_000), 1000)
-    assert torch.equal(torch.bincount(labels), torch.full((1000,), 50))  # 50 per class (facts.md §6)
+    assert torch.equal(torch.bincount(labels), torch.full((1000,), 50))  # 50 per class (docs/paper.md §6)
     assert labels[1001].item() == 1
     with pytest.raises(ValueError):
         class_balanced_labels([0], 0)

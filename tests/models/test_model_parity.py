@@ -107,7 +107,7 @@ def test_timestep_frequencies_closed_form():
 
 
 def test_rope_positions_span_is_resolution_independent():
-    # The last token column is at position 16 for 16 and for 32 tokens per row (facts.md §5.1).
+    # The last token column is at position 16 for 16 and for 32 tokens per row (docs/paper.md §5.1).
     a16, a32 = rope_2d_angles(64, 16, 16), rope_2d_angles(64, 32, 32)
     assert torch.allclose(a16[15, 0], torch.tensor(16.0)) and torch.allclose(a32[31, 0], torch.tensor(16.0))
     assert torch.allclose(a32[1, 0], torch.tensor(16 / 31))

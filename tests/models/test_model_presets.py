@@ -8,7 +8,7 @@ import torch
 from deco_bench.models import (ModelConfig, build_model, count_parameters, decoder_parameters, get_preset,
                                matched_decoder_hidden, model_flops_per_image)
 
-# Exact counts of the official classes built from configs_c2i/*.yaml on the meta device (facts.md §3.1:
+# Exact counts of the official classes built from configs_c2i/*.yaml on the meta device (docs/paper.md §3.1:
 # 426.938M, 682.283M, 459.172M, 676.360M).
 OFFICIAL_PARAMS = {"deco-l": 426_938_019, "deco-xl": 682_282_851, "baseline-l": 459_171_584,
                    "baseline-xl": 676_360_128}
@@ -22,19 +22,21 @@ def test_paper_presets_have_official_parameter_counts(name):
 
 
 def test_decoder_parameter_count_matches_facts():
-    # facts.md §2.2: dec_net + x_embedder have 8.416M (L) and 9.465M (XL) parameters ("8.5M" in the paper).
+    # docs/paper.md §2.2: dec_net + x_embedder have 8.416M (L) and 9.465M (XL) parameters ("8.5M" in the paper).
     assert decoder_parameters(get_preset("deco-l")) == 8_416_163
     assert round(decoder_parameters(get_preset("deco-xl")) / 1e6, 3) == 9.465
 
 
 def test_small_presets_parameter_counts():
-    # deco-s matches the 2.87M of the official architecture at this size (shared/CALIBRATION.md).
+    # deco-s matches the official architecture built at this size (2,872,259 parameters, counted by running the
+    # official model classes with the same widths).
     assert count_parameters(build_model(get_preset("deco-s"))) == 2_872_259
     assert count_parameters(build_model(get_preset("baseline-s"))) == 4_173_552
 
 
 def test_flops_match_official_counts():
-    # CALIBRATION.md: official code under FlopCounterMode, 256 px: DeCo-XL 244.9, Baseline-XL 238.1 GFLOPs.
+    # The official code under FlopCounterMode at 256 px, attention products included: DeCo-XL 244.9, Baseline-XL
+    # 238.1 GFLOPs (docs/paper.md §3.1).
     assert round(model_flops_per_image(get_preset("deco-xl"), 256) / 1e9, 1) == 244.9
     assert round(model_flops_per_image(get_preset("baseline-xl"), 256) / 1e9, 1) == 238.1
 

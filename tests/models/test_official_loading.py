@@ -42,7 +42,7 @@ def test_config_from_fixture_yaml():
         "baseline", hidden_size=8, num_heads=2, depth=2, patch_size=4, num_classes=10)
 
 
-# The denoiser sections of configs_c2i/DeCo_XL.yaml and Baseline_DiT.yaml (facts.md §5.2).
+# The denoiser sections of configs_c2i/DeCo_XL.yaml and Baseline_DiT.yaml (docs/paper.md §5.2).
 PAPER_DENOISERS = {
     "deco-xl": ("src.models.transformer.dit_c2i_DeCo.PixNerDiT",
                 "in_channels: 3\n      patch_size: 16\n      num_groups: 16\n      hidden_size: &hidden_dim 1152\n"

@@ -64,7 +64,7 @@ def test_jpeg_tables_ijg_scaling():
     q10 = scaled_jpeg_table(JPEG_LUMA_BASE, 10)  # q < 50: scale 500, clamped to 255
     assert q10[0, 0].item() == 80 and q10[7, 7].item() == 255
     q85 = scaled_jpeg_table(JPEG_LUMA_BASE, 85)
-    # facts.md §5.1: the 12 entries (1-based row, col) where the code's table is one above paper Fig. 8
+    # docs/paper.md §5.1: the 12 entries (1-based row, col) where the code's table is one above paper Fig. 8
     code_values = {(2, 8): 17, (3, 7): 21, (4, 8): 19, (5, 6): 33, (6, 2): 11, (6, 3): 17, (6, 8): 28,
                    (8, 1): 22, (8, 2): 28, (8, 3): 29, (8, 5): 34, (8, 8): 30}
     for (r, c), v in code_values.items():
@@ -82,7 +82,7 @@ def test_zigzag_order():
     assert list(ZIGZAG_ORDER) == standard
     pos = {flat: k for k, flat in enumerate(ZIGZAG_ORDER)}
     assert pos[0 * 8 + 1] == 1 and pos[1 * 8 + 0] == 2 and pos[7 * 8 + 7] == 63
-    # facts.md §4: Fig. 4's spikes sit at the zig-zag positions of first-row / first-column coefficients
+    # docs/paper.md §4: Fig. 4's spikes sit at the zig-zag positions of first-row / first-column coefficients
     axis_positions = sorted(pos[f] for f in set(range(8)) | {8 * r for r in range(8)} if f)
     assert axis_positions == [1, 2, 3, 5, 6, 9, 10, 14, 15, 20, 21, 27, 28, 35]
     block = torch.arange(64.0).view(8, 8).expand(2, 3, 8, 8)
