@@ -22,6 +22,10 @@ import yaml
 from deco_bench.io import DecoBenchError
 
 
+# A model name is a folder name (runs/<name>) and part of DVC stage names (train@<name>): nothing path-like.
+MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
 class ConfigError(DecoBenchError, ValueError):
     """One or more parameters are invalid; `problems` lists (key, message) pairs."""
 
@@ -67,7 +71,6 @@ class ModelEntry:
     """One trained variant: a preset, architecture overrides and its loss recipe."""
     preset: str = _f()
     arch: dict = _f({}, help="ModelConfig fields overriding the preset (ablations)")
-    group: Literal["main", "ablation"] = _f("main")
     label: str = _f("", help="how the report names this variant")
     freqfm_weight: float = _f(1.0, lo=0.0)
     freqfm_quality: int = _f(85, lo=1, hi=100)
@@ -114,7 +117,6 @@ class SampleParams:
     timeshift: float = _f(1.0, lo=0.0, lo_open=True)
     seed: int = _f(0, lo=0)
     shard_size: int = _f(256, lo=1, help="images per resumable shard")
-    seeds: list = _f([], help="extra sampling seeds for a mean +- std over seeds (empty: only `seed`)")
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,79 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class SpectrumParams:
+    num_images: int = _f(32, lo=1, help="images per model (paper: 10K)")
+    num_steps: int = _f(25, lo=1, help="Euler steps, every one analysed (paper: 100)")
+    batch_size: int = _f(32, lo=1)
+    seed: int = _f(0, lo=0, help="noise seed: image i uses (seed, i), as the sample stage")
+    cut: int = _f(36, lo=1, hi=63, help="first zig-zag index of the high band (36: u + v >= 8)")
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    metric: Literal["auto", "fd_embed", "kid_embed", "is_embed", "fid", "sfid", "kid", "is"] = _f(
+        "auto", help="the metric ranked against the paper's FID; auto: fid at paper scale, else fd_embed")
+
+
+@dataclass(frozen=True)
+class ConvergenceParams:
+    deco: str = _f("deco", help="the model whose speed-up is measured (a key of `models`)")
+    baseline: str = _f("baseline", help="the model it is measured against (a key of `models`)")
+    metric: str = _f("auto", help="auto: fd_embed (embed feature space) or fid (inception); any metric key")
+    num_images: int = _f(64, lo=2, help="samples per checkpoint (fewer than sample.num_images: 2 models x K ckpts)")
+    num_steps: int = _f(8, lo=1, help="sampler steps per image for the curve")
+    target: Literal["best", "final"] = _f("best", help="the baseline value DeCo must reach")
+    bootstrap: int = _f(40, lo=0, help="bootstrap replicates for the curve and speed-up intervals (0: none)")
+
+
+# The Table 2 metrics a paper-scale verdict compares, and the default tolerance of each.
+REPORT_METRICS = ("fid", "sfid", "is", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    tolerance: dict = _f({"fid": 0.1, "sfid": 0.1, "is": 1.0, "precision": 0.01, "recall": 0.01},
+                         help="paper-scale verdict: |ours - paper| <= max(tolerance, half-width of our interval)")
+    per_class: int = _f(6, lo=1, help="sample grid: images per class")
+    max_classes: int = _f(8, lo=1, help="sample grid: classes shown per model")
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    """One resolution with its training batch and its sampling throughput batch (sampling also runs at batch 1)."""
+    resolution: int = _f(32, lo=8)
+    train_batch: int = _f(32, lo=1)
+    sample_batch: int = _f(16, lo=1)
+
+
+@dataclass(frozen=True)
+class SampleSetting:
+    """An Euler sampling setting; `name` keys it in the result (e.g. "euler100_cfg" for the paper's 100x2)."""
+    name: str = _f("euler50")
+    num_steps: int = _f(50, lo=1)
+    cfg_scale: float = _f(1.0, lo=0.0)
+    guidance_interval: tuple = _f((0.0, 1.0), help="[lo, hi]: CFG applies for lo < t <= hi")
+
+
+@dataclass(frozen=True)
+class BenchParams:
+    models: tuple = _f(("deco", "baseline"), help="keys of `models`, measured side by side with fresh weights")
+    sizes: tuple = _f((BenchSize(),), help="list of {resolution, train_batch, sample_batch}")
+    precision: Literal["auto", "fp32", "bf16"] = _f("auto", help="auto: bf16 autocast on CUDA, float32 on CPU")
+    compile: tuple = _f((False,), help="list of distinct booleans: [false] or [false, true]")
+    warmup: int = _f(2, lo=0)
+    repeats: int = _f(5, lo=1)
+    sampling: tuple = _f((SampleSetting(),), help="list of {name, num_steps, cfg_scale, guidance_interval}")
+    sample_repeats: int = _f(3, lo=1)
+    sample_timed_steps: int = _f(0, lo=0, help="0: time whole trajectories; k > 0: time k steps, extrapolate")
+    repa_encoder: Literal["auto", "small", "dinov2-b14", "none"] = _f(
+        "auto", help="auto: train.repa_encoder (random weights: only its cost matters here)")
+    nvml_interval_s: float = _f(0.05, lo=0.001, hi=10.0)
+    peak_tflops: float = _f(0.0, lo=0.0, help="0: the documented dense bf16 peak of the device; > 0: use it")
+    peak_source: str = _f("", help="where a peak_tflops override comes from (measured how, or which datasheet)")
+
+
+@dataclass(frozen=True)
 class Params:
     run: RunParams
     data: DataParams
@@ -136,7 +211,11 @@ class Params:
     train: TrainParams
     sample: SampleParams
     evaluate: EvalParams
-    extra: dict = field(default_factory=dict)  # sections owned by later stages (bench, spectrum, convergence...)
+    spectrum: SpectrumParams
+    ablation: AblationParams
+    convergence: ConvergenceParams
+    bench: BenchParams
+    report: ReportParams
 
     def model(self, name: str) -> ModelEntry:
         if name not in self.models:
@@ -144,11 +223,11 @@ class Params:
         return self.models[name]
 
 
-# Sections validated here; other top-level sections are validated by the stage that owns them.
+# Every section of params.yaml but `models` (a mapping of entries) and `bench` (nested lists: _build_bench).
 _SECTIONS: dict[str, type] = {
     "run": RunParams, "data": DataParams, "train": TrainParams, "sample": SampleParams, "evaluate": EvalParams,
+    "spectrum": SpectrumParams, "ablation": AblationParams, "convergence": ConvergenceParams, "report": ReportParams,
 }
-EXTRA_SECTIONS = ("bench", "spectrum", "convergence", "report", "ablation")
 
 
 def _type_name(tp: Any) -> str:
@@ -185,6 +264,9 @@ def _check_value(key: str, value: Any, tp: Any, meta: Mapping[str, Any], problem
         ok = isinstance(value, str)
     elif tp in (list, dict):
         ok = isinstance(value, tp)
+    elif tp is tuple:  # a YAML list kept immutable
+        ok = isinstance(value, (list, tuple))
+        value = tuple(value) if ok else value
     else:  # pragma: no cover - schema error
         raise TypeError(f"unsupported schema type {tp} for {key}")
     if not ok:
@@ -200,7 +282,11 @@ def _check_value(key: str, value: Any, tp: Any, meta: Mapping[str, Any], problem
     return value
 
 
-def _build(cls: type, raw: Any, prefix: str, problems: list) -> Any:
+def _values(cls: type, raw: Any, prefix: str, problems: list, required: bool = True,
+            skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of `cls` (but `skip`) from a mapping, every value type- and range-checked. With `required`,
+    every key must be present (params.yaml is the single source of numbers); otherwise a missing key takes the
+    field's default."""
     if not isinstance(raw, Mapping):
         problems.append((prefix, f"expected a mapping of keys, got {type(raw).__name__} {raw!r}"))
         raw = {}
@@ -211,17 +297,85 @@ def _build(cls: type, raw: Any, prefix: str, problems: list) -> Any:
         problems.append((f"{prefix}.{k}", f"unknown key; accepted keys: {', '.join(sorted(fields))}"))
     values = {}
     for name, f in fields.items():
+        if name in skip:
+            continue
         key = f"{prefix}.{name}"
         if name in raw:
             values[name] = _check_value(key, raw[name], hints[name], f.metadata, problems)
+        elif required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+            problems.append((key, "missing required key"))
+            values[name] = f.default if f.default is not dataclasses.MISSING else None
         elif f.default is not dataclasses.MISSING:
             values[name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            values[name] = f.default_factory()  # type: ignore[misc]
         else:
-            problems.append((key, "missing required key"))
-            values[name] = None
-    return cls(**values)
+            values[name] = f.default_factory()  # type: ignore[misc]
+    return values
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list, required: bool = True) -> Any:
+    return cls(**_values(cls, raw, prefix, problems, required))
+
+
+def _build_list(cls: type, raw: Any, prefix: str, problems: list, what: str) -> tuple:
+    """A tuple of `cls` from a list of mappings (every key required), each item named `prefix[i]`."""
+    if not isinstance(raw, list):
+        problems.append((prefix, f"got {raw!r}; expected a list of {what}"))
+        return ()
+    return tuple(_build(cls, item, f"{prefix}[{i}]", problems) for i, item in enumerate(raw))
+
+
+def _build_bench(raw: Any, problems: list) -> BenchParams:
+    """The `bench:` section: flat keys as `_build` does, the nested lists item by item."""
+    if not isinstance(raw, Mapping):
+        problems.append(("bench", f"expected a mapping of keys, got {type(raw).__name__} {raw!r}"))
+        raw = {}
+    nested = ("models", "sizes", "compile", "sampling")
+    flat = _values(BenchParams, raw, "bench", problems, skip=nested)
+    for k in sorted(set(nested) - set(raw)):
+        problems.append((f"bench.{k}", "missing required key"))
+    models = raw.get("models", [])
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models) \
+            or len(set(models)) != len(models):
+        problems.append(("bench.models", f"got {models!r}; expected a non-empty list of distinct keys of `models`"))
+        models = []
+    compile_ = raw.get("compile", [False])
+    if not (isinstance(compile_, list) and compile_ and all(isinstance(c, bool) for c in compile_)
+            and len(set(compile_)) == len(compile_)):
+        problems.append(("bench.compile", f"got {compile_!r}; expected a list of distinct booleans, e.g. [false] "
+                                          "or [false, true]"))
+        compile_ = [False]
+    sizes = _build_list(BenchSize, raw.get("sizes", []), "bench.sizes", problems,
+                        "{resolution, train_batch, sample_batch}")
+    if "sizes" in raw and not sizes and isinstance(raw["sizes"], list):
+        problems.append(("bench.sizes", "expected at least one {resolution, train_batch, sample_batch}"))
+    sampling = []
+    for i, item in enumerate(raw.get("sampling", []) if isinstance(raw.get("sampling"), list) else []):
+        key = f"bench.sampling[{i}]"
+        before = len(problems)
+        setting = _build(SampleSetting, item, key, problems)
+        gi, ok = setting.guidance_interval, len(problems) == before
+        if ok and not (isinstance(gi, tuple) and len(gi) == 2 and all(_is_number(v) for v in gi)
+                       and 0 <= gi[0] < gi[1] <= 1):
+            problems.append((f"{key}.guidance_interval", f"got {gi!r}; expected [lo, hi] with 0 <= lo < hi <= 1"))
+            ok = False
+        if isinstance(setting.name, str) and (not setting.name or "." in setting.name
+                                              or setting.name in {s.name for s in sampling}):
+            problems.append((f"{key}.name", f"got {setting.name!r}; expected a unique non-empty name without dots"))
+            ok = False
+        if ok:
+            sampling.append(dataclasses.replace(setting, guidance_interval=(float(gi[0]), float(gi[1])),
+                                                cfg_scale=float(setting.cfg_scale)))
+    if "sampling" in raw and not isinstance(raw["sampling"], list):
+        problems.append(("bench.sampling", f"got {raw['sampling']!r}; expected a list of {{name, num_steps, "
+                                           "cfg_scale, guidance_interval}} (may be empty)"))
+    if _is_number(flat["peak_tflops"]) and flat["peak_tflops"] > 0 and not flat["peak_source"]:
+        problems.append(("bench.peak_source", "a peak_tflops override needs a peak_source saying where it comes from"))
+    return BenchParams(models=tuple(models), sizes=sizes, compile=tuple(compile_), sampling=tuple(sampling), **flat)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
 
 
 def _check_combinations(p: Params, problems: list) -> None:
@@ -290,14 +444,49 @@ def _check_combinations(p: Params, problems: list) -> None:
         problems.append(("train.eval_ckpt_steps", f"got {steps!r}; expected integers in 1..train.steps ({p.train.steps})"))
     elif list(steps) != sorted(set(steps)):
         problems.append(("train.eval_ckpt_steps", f"got {steps!r}; expected strictly increasing steps"))
-    if ok("sample.seeds") and not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in p.sample.seeds):
-        problems.append(("sample.seeds", f"got {p.sample.seeds!r}; expected a list of non-negative integers"))
     if (ok("data.source", "evaluate.feature_space", "evaluate.inception_weights") and p.data.source == "embedded"
             and p.evaluate.feature_space == "inception" and not p.evaluate.inception_weights):
         problems.append(("evaluate.inception_weights", "feature_space 'inception' needs a local Inception weights file"))
     if (ok("train.repa_encoder", "train.repa_encoder_weights") and p.train.repa_encoder == "dinov2-b14"
             and not p.train.repa_encoder_weights):
         problems.append(("train.repa_encoder_weights", "repa_encoder 'dinov2-b14' needs a local weights file path"))
+    _check_stage_sections(p, ok, problems)
+
+
+def _check_stage_sections(p: Params, ok, problems: list) -> None:
+    """Rules of the later stages' sections (sample sets, convergence, spectrum, bench, report) across sections."""
+    from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
+
+    if ok("sample.num_images", "data.num_classes") and p.sample.num_images < p.data.num_classes:
+        problems.append(("sample.num_images", f"{p.sample.num_images} images cannot hold one of each of the "
+                                              f"{p.data.num_classes} classes (data.num_classes)"))
+    if ok("sample.num_images", "sample.shard_size") and p.sample.shard_size > p.sample.num_images:
+        problems.append(("sample.shard_size", f"{p.sample.shard_size} is larger than sample.num_images "
+                                              f"({p.sample.num_images})"))
+    for key in ("deco", "baseline"):
+        name = getattr(p.convergence, key)
+        if ok(f"convergence.{key}") and p.models and name not in p.models:
+            problems.append((f"convergence.{key}", f"{name!r} is not a model; defined: {', '.join(sorted(p.models))}"))
+    if ok("convergence.deco", "convergence.baseline") and p.convergence.deco == p.convergence.baseline:
+        problems.append(("convergence.baseline", f"must differ from convergence.deco ({p.convergence.deco!r})"))
+    names = EMBED_NAMES if p.evaluate.feature_space == "embed" else INCEPTION_NAMES
+    allowed = [n for n in vars(names).values() if n is not None]
+    if ok("convergence.metric", "evaluate.feature_space") and p.convergence.metric not in ("auto", *allowed):
+        problems.append(("convergence.metric", f"got {p.convergence.metric!r}; accepted with evaluate.feature_space "
+                                               f"{p.evaluate.feature_space!r}: auto, {', '.join(allowed)}"))
+    if ok("train.eval_ckpt_steps") and not p.train.eval_ckpt_steps:
+        problems.append(("train.eval_ckpt_steps", "empty: the convergence stage needs evaluation checkpoints"))
+    if ok("data.resolution") and "data.resolution" not in dict(problems) and p.data.resolution % 8:
+        problems.append(("data.resolution", f"{p.data.resolution} is not a multiple of 8 (the 8x8 block DCT of "
+                                            f"FreqFM and of the spectrum study)"))
+    for m in p.bench.models if ok("bench.models") else ():
+        if p.models and m not in p.models:
+            problems.append(("bench.models", f"{m!r} is not a key of `models`; defined: {', '.join(p.models)}"))
+    for k, v in p.report.tolerance.items() if ok("report.tolerance") else ():
+        if k not in REPORT_METRICS:
+            problems.append((f"report.tolerance.{k}", f"unknown metric; accepted: {', '.join(REPORT_METRICS)}"))
+        elif not _is_number(v) or v < 0:
+            problems.append((f"report.tolerance.{k}", f"must be a number >= 0, got {v!r}"))
 
 
 def parse_params(raw: Any) -> Params:
@@ -305,22 +494,30 @@ def parse_params(raw: Any) -> Params:
     problems: list[tuple[str, str]] = []
     if not isinstance(raw, Mapping):
         raise ConfigError([("<root>", f"expected a mapping of sections, got {type(raw).__name__}")])
-    known = set(_SECTIONS) | {"models"} | set(EXTRA_SECTIONS)
+    known = set(_SECTIONS) | {"models", "bench"}
     for k in sorted(set(raw) - known, key=str):
         problems.append((str(k), f"unknown section; accepted: {', '.join(sorted(known))}"))
-    sections = {name: _build(cls, raw.get(name, {}), name, problems) for name, cls in _SECTIONS.items()}
+    for k in sorted(known - set(raw)):
+        problems.append((k, "missing section (params.yaml holds every section; see experiments/default.yaml)"))
+    sections = {name: _build(cls, raw.get(name, {}), name, problems) if name in raw else _build(cls, {}, name, [])
+                for name, cls in _SECTIONS.items()}
+    bench = _build_bench(raw["bench"], problems) if "bench" in raw else BenchParams()
     models_raw = raw.get("models")
     models: dict[str, ModelEntry] = {}
     if not isinstance(models_raw, Mapping) or not models_raw:
-        problems.append(("models", "expected a non-empty mapping of model name -> {preset: ...}"))
+        if "models" in raw:
+            problems.append(("models", "expected a non-empty mapping of model name -> {preset: ...}"))
     else:
         for name, entry in models_raw.items():
-            models[str(name)] = _build(ModelEntry, entry, f"models.{name}", problems)
-    extra = {k: raw[k] for k in EXTRA_SECTIONS if k in raw}
-    for k, v in extra.items():
-        if not isinstance(v, Mapping):
-            problems.append((k, f"expected a mapping, got {type(v).__name__}"))
-    params = Params(models=models, extra=dict(extra), **sections)
+            if not isinstance(name, str) or not MODEL_KEY.fullmatch(name):
+                problems.append((f"models.{name}", f"invalid model name {name!r}: a name becomes a folder and a "
+                                                     f"stage name, so it must match {MODEL_KEY.pattern} (lower-case "
+                                                     f"letters, digits, '_' and '-', at most 64 characters)"))
+                continue
+            # a model entry is a preset plus the keys it changes: the loss recipe keys default to the official
+            # recipe (docs/paper.md §5.1)
+            models[name] = _build(ModelEntry, entry, f"models.{name}", problems, required=False)
+    params = Params(models=models, bench=bench, **sections)
     _check_combinations(params, problems)
     if problems:
         raise ConfigError(problems)
@@ -364,11 +561,7 @@ def model_config(p: Params, name: str):
 
 __all__ = [
     "ConfigError", "Params", "RunParams", "DataParams", "ModelEntry", "TrainParams", "SampleParams", "EvalParams",
-    "parse_params", "load_params", "to_dict", "model_config",
+    "SpectrumParams", "AblationParams", "ConvergenceParams", "BenchParams", "BenchSize", "SampleSetting",
+    "ReportParams", "MODEL_KEY", "parse_params", "load_params", "to_dict", "model_config",
 ]
 
-
-# Public names for the sections that later stages own (bench, spectrum, convergence, ablation): they declare their
-# frozen dataclasses with `param(...)` and validate them with `build_section(...)`, exactly like the core sections.
-param = _f
-build_section = _build

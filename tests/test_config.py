@@ -20,9 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deco_bench import cli, profiles
-from deco_bench.config import (EXTRA_SECTIONS, ConfigError, DataParams, EvalParams, ModelEntry, Params, RunParams,
-                               SampleParams, TrainParams, load_params, parse_params)
+from deco_bench import profiles
+from deco_bench.tools import cli
+from deco_bench.config import (AblationParams, BenchParams, BenchSize, ConfigError, ConvergenceParams, DataParams,
+                               EvalParams, ModelEntry, Params, ReportParams, RunParams, SampleParams, SampleSetting,
+                               SpectrumParams, TrainParams, load_params, parse_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -142,7 +144,7 @@ BAD = [
      "must divide"),
     ("arch-fewer-classes", {"models.deco.arch": {"num_classes": 4}}, "models.deco", "data.num_classes is 8"),
     ("align-layer-deep", {"train.repa_align_layer": 5}, "train.repa_align_layer", "1..4"),
-    ("seeds-negative", {"sample.seeds": [1, -2]}, "sample.seeds", "non-negative"),
+    ("seeds-removed", {"sample.seeds": [1, 2]}, "sample.seeds", "unknown key"),  # a parameter nothing read
     ("inception-no-weights", {"evaluate.feature_space": "inception"}, "evaluate.inception_weights", "weights"),
     ("dinov2-no-weights", {"train.repa_encoder": "dinov2-b14"}, "train.repa_encoder_weights", "weights"),
     ("embedded-too-many-classes", {"data.num_classes": 15}, "data.num_classes", "14"),
@@ -243,7 +245,7 @@ def test_cli_check_reports_every_problem(tmp_path, capsys):
 def test_cli_check_subprocess_exit_code_and_no_traceback(tmp_path):
     f = tmp_path / "broken.yaml"
     f.write_text(yaml.safe_dump(broken({"data.resolution": 30, "models.deco.preset": "nope"})))
-    r = subprocess.run([sys.executable, "-m", "deco_bench.cli", "check", "--params", str(f)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "deco_bench.tools.cli", "check", "--params", str(f)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
@@ -256,7 +258,8 @@ def test_cli_check_subprocess_exit_code_and_no_traceback(tmp_path):
 # ---- property test: randomly broken parameter files ------------------------------------------------------------
 
 SECTION_CLASSES = {"run": RunParams, "data": DataParams, "train": TrainParams, "sample": SampleParams,
-                   "evaluate": EvalParams}
+                   "evaluate": EvalParams, "spectrum": SpectrumParams, "ablation": AblationParams,
+                   "convergence": ConvergenceParams, "report": ReportParams, "bench": BenchParams}
 
 
 def _schema_key(key: str, model_names: set[str]) -> bool:
@@ -266,7 +269,14 @@ def _schema_key(key: str, model_names: set[str]) -> bool:
 
     parts = key.split(".")
     if len(parts) == 1:
-        return key in SECTION_CLASSES or key in EXTRA_SECTIONS or key == "models"
+        return key in SECTION_CLASSES or key == "models"
+    if parts[0] == "bench" and len(parts) == 3:  # bench.sizes[i].resolution, bench.sampling[i].name
+        item = {"sizes": BenchSize, "sampling": SampleSetting}.get(parts[1].split("[")[0])
+        return item is not None and parts[1].endswith("]") and parts[2] in {f.name for f in dataclasses.fields(item)}
+    if parts[0] == "bench" and len(parts) == 2 and parts[1].split("[")[0] in ("sizes", "sampling"):
+        return True
+    if parts[0] == "report" and len(parts) == 3 and parts[1] == "tolerance":
+        return True
     if parts[0] in SECTION_CLASSES:
         return len(parts) == 2 and parts[1] in {f.name for f in dataclasses.fields(SECTION_CLASSES[parts[0]])}
     if parts[0] == "models":
@@ -289,6 +299,11 @@ def _raw_paths(obj: Any, prefix: str = "") -> set[str]:
     if isinstance(obj, dict):
         for k, v in obj.items():
             key = f"{prefix}{k}"
+            out.add(key)
+            out |= _raw_paths(v, key + ".")
+    elif isinstance(obj, list) and prefix:  # list items are named key[i] (bench.sizes[0].resolution)
+        for i, v in enumerate(obj):
+            key = f"{prefix[:-1]}[{i}]"
             out.add(key)
             out |= _raw_paths(v, key + ".")
     return out

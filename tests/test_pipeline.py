@@ -63,7 +63,7 @@ def pipeline(tmp_path_factory) -> Path:
     # the working tree's package (it may hold uncommitted edits while developing)
     shutil.copytree(REPO / "deco_bench", repo / "deco_bench", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    _run([sys.executable, "-m", "deco_bench.cli", "profile", "use", "smoke"], repo)
+    _run([sys.executable, "-m", "deco_bench.tools.cli", "profile", "use", "smoke"], repo)
     _run(["git", "init", "-q"], repo)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], repo)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "smoke"], repo)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deco_bench import cli, profiles
+from deco_bench import profiles
+from deco_bench.tools import cli
 from deco_bench.metrics import weights
 from deco_bench.paper import OFFICIAL_PROFILE_VALUES
 

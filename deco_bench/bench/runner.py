@@ -14,7 +14,6 @@ extrapolated as n_guided * guided + n_unguided * unguided (the JSON says so and 
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -24,8 +23,10 @@ import torch
 from deco_bench.bench import flops as flopsmod
 from deco_bench.bench.memory import PeakMemory
 from deco_bench.bench.nvml import NvmlSampler, open_device
-from deco_bench.bench.params import BenchParams, BenchSize, SampleSetting
+from deco_bench.config import BenchParams, BenchSize, SampleSetting
 from deco_bench.bench.timing import TimingStats, rate_spread, spread, time_fn
+from deco_bench.training.step import (DenoiserWithProjector, autocast, autocast_dtype, drop_labels,  # noqa: F401
+                                     step_losses)
 
 NO_CUDA = "not measured: no CUDA device (CPU run)"
 
@@ -57,17 +58,6 @@ class ModelSpec:
 
 # ------------------------------------------------------------------------------------------------ precision
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA ('auto'), float32 on CPU ('auto'); 'bf16'/'fp32' force it."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 # ------------------------------------------------------------------------------------------------ train step
 
 def _encoder(recipe: Recipe, cfg, resolution: int):
@@ -93,7 +83,6 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
     from deco_bench.models import build_model
     from deco_bench.training.ema import EMA
     from deco_bench.diffusion.losses import LossWeights
-    from deco_bench.training.loop import DenoiserWithProjector, step_losses
 
     torch.manual_seed(seed)
     net = build_model(cfg).to(device)
@@ -119,8 +108,8 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
         t = path.sample_t(batch, generator=g, lognorm=True, device=device)
         eps = torch.randn(x.shape, generator=g, device=device)
         keep = torch.rand(batch, generator=g, device=device) >= recipe.null_condition_p
-        y = torch.where(keep, labels, torch.full_like(labels, cfg.num_classes))
-        with _autocast(device, dtype):
+        y = drop_labels(labels, keep, cfg.num_classes)
+        with autocast(device, dtype):
             loss = step_losses(fwd, encoder, x, y, raw, t, eps, weights)["loss"]
         loss.backward()
         opt.step()
@@ -153,7 +142,7 @@ def build_sampler_run(net, cfg, *, num_steps: int, cfg_scale: float, guidance_in
     labels = torch.arange(batch, device=device) % cfg.num_classes
 
     def run() -> None:
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             euler_sample(net, noise, labels, num_steps=num_steps, cfg_scale=cfg_scale,
                          guidance_interval=guidance_interval, null_label=cfg.num_classes)
 

@@ -549,7 +549,7 @@ def spectrum_section(spec: Any, colors: dict | None = None) -> dict:
 
 def convergence_section(curves: Any, speedup: Any, colors: dict | None = None, conv: dict | None = None) -> dict:
     """convergence/curves.json (rows {model, label, step, images_seen, elapsed_s, metric, lo, hi}) and
-    convergence/speedup.json (deco_bench.convergence.summarise), from deco_bench/stages/convergence.py.
+    convergence/speedup.json (deco_bench.studies.convergence.summarise), from deco_bench/stages/convergence.py.
     `colors`: chart_colors; `conv`: params `convergence:` (which models are DeCo and the baseline), so the paper's
     DeCo and baseline curves have our DeCo's and baseline's colours."""
     if curves is None and speedup is None:
@@ -671,7 +671,7 @@ def _ranking_text(rk: dict, level: float = 0.95) -> str:
 
 
 def ablation_section(tables: Any, model_keys: list[str] | None = None) -> dict:
-    """ablation/tables.json (deco_bench.ablation.build_tables): Table 4 axes and Table 1 rows, our metric per
+    """ablation/tables.json (deco_bench.studies.ablation.build_tables): Table 4 axes and Table 1 rows, our metric per
     setting (with its bootstrap interval) beside the paper's FID / sFID / IS, and the ranking with its significance.
     `model_keys` (params `models:`): a file that places a model not among them is stale and is left out."""
     if tables is None:

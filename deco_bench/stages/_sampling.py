@@ -27,7 +27,7 @@ def load_ema_model(weights: Path, device: torch.device, expected_step: int | Non
     with a step its weights do not have.
     """
     from deco_bench.models import ModelConfig, build_model
-    from deco_bench.training.checkpoint import load_weights_strict
+    from deco_bench.models.loading import load_weights_strict
 
     state = safe_torch_load(weights)
     if (not isinstance(state, dict) or not isinstance(state.get("meta"), dict) or "ema" not in state

@@ -3,7 +3,7 @@
 The variants are ordinary `models:` entries, trained, sampled and evaluated by the foreach stages; this stage only
 reads metrics/<m>.json for exactly the models of params.yaml (any other file in the folder is ignored), checks that
 each records the training step params train.steps (its "train_step"; report.steps.TrainStepMismatchError names the
-files that do not), and writes ablation/tables.json (deco_bench.ablation.build_tables): per axis our metric per
+files that do not), and writes ablation/tables.json (deco_bench.studies.ablation.build_tables): per axis our metric per
 setting with its bootstrap interval beside the paper's FID, the best setting of each side, the setting pairs that
 we rank differently from the paper, and how many of our differences are significant. Axes without a trained
 variant at this profile are listed as "not run at this profile".
@@ -12,28 +12,11 @@ variant at this profile are listed as "not run at this profile".
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from deco_bench import config as cfgmod
 from deco_bench.io import CorruptFileError, MissingFileError, atomic_write_json
 from deco_bench.stages import _common
-
-
-@dataclass(frozen=True)
-class AblationParams:
-    metric: Literal["auto", "fd_embed", "kid_embed", "is_embed", "fid", "sfid", "kid", "is"] = cfgmod.param(
-        "auto", help="the metric ranked against the paper's FID; auto: fid at paper scale, else fd_embed")
-
-
-def ablation_params(p: cfgmod.Params) -> AblationParams:
-    """The `ablation:` section, validated like the core sections (ConfigError naming each bad key)."""
-    problems: list[tuple[str, str]] = []
-    ap = cfgmod.build_section(AblationParams, p.extra.get("ablation", {}), "ablation", problems)
-    if problems:
-        raise cfgmod.ConfigError(problems)
-    return ap
 
 
 def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
@@ -53,17 +36,16 @@ def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
 
 def run(params_path: str, metrics_dir: Path, out_dir: Path) -> None:
     p = _common.setup(params_path)
-    ap = ablation_params(p)
-    from deco_bench.ablation import build_tables
+    from deco_bench.studies.ablation import build_tables
 
     from deco_bench.report.steps import StepSource, check_steps
 
     metrics = read_metrics(metrics_dir, p.models)
     check_steps([(StepSource(str(metrics_dir / f"{m}.json"), "train_step", f"evaluate@{m}"), doc)
                  for m, doc in metrics.items()], p.train.steps)
-    tables = build_tables(metrics, p, metric=ap.metric, train_steps=p.train.steps)
+    tables = build_tables(metrics, p, metric=p.ablation.metric, train_steps=p.train.steps)
     atomic_write_json(out_dir / "tables.json", tables)
-    _common.write_resolved(out_dir / "params.json", p, ablation=cfgmod.to_dict(ap))
+    _common.write_resolved(out_dir / "params.json", p, ablation=cfgmod.to_dict(p.ablation))
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ import torch
 
 from deco_bench import config as cfgmod
 from deco_bench.bench import env as envmod
-from deco_bench.bench.params import BenchParams, paper_gpu_profile, parse_bench
+from deco_bench.bench.params import paper_gpu_profile
+from deco_bench.config import BenchParams
 from deco_bench.config import to_dict
 from deco_bench.bench.runner import ModelSpec, Recipe, Telemetry, autocast_dtype, run_benchmark
 from deco_bench.io import atomic_write_json
@@ -80,7 +81,7 @@ def run(args) -> None:
         device = pick_device(args.device or "auto")
     else:
         p = _common.setup(args.params)
-        bp = parse_bench(p.extra.get("bench"), list(p.models))
+        bp = p.bench
         specs, profile, scale = specs_from_params(p, bp), p.run.profile, p.run.scale
         device = pick_device(args.device or p.run.device)
     if args.compile:

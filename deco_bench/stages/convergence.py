@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from deco_bench import config as cfgmod
-from deco_bench import convergence as cv
+from deco_bench.studies import convergence as cv
 from deco_bench.io import MissingFileError, atomic_write_json
 from deco_bench.metrics import evaluate_samples
 from deco_bench.metrics.api import LOWER_IS_BETTER
@@ -41,9 +41,9 @@ def code_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def plan(p: cfgmod.Params, conv: cv.ConvergenceParams, runs: Path, out: Path, eval_key: dict) -> list[dict]:
+def plan(p: cfgmod.Params, conv: cfgmod.ConvergenceParams, runs: Path, out: Path, eval_key: dict) -> list[dict]:
     """One item per (model, scheduled step): paths and fingerprints; `todo` where the point is missing or stale."""
-    sp = dataclasses.replace(p.sample, num_images=conv.num_images, num_steps=conv.num_steps, seeds=[])
+    sp = dataclasses.replace(p.sample, num_images=conv.num_images, num_steps=conv.num_steps)
     items = []
     for m in (conv.deco, conv.baseline):
         for step in p.train.eval_ckpt_steps:
@@ -82,7 +82,7 @@ def sample_point(p: cfgmod.Params, it: dict) -> None:
         shutil.rmtree(shards, ignore_errors=True)  # the .npz holds them all
 
 
-def evaluate_point(p: cfgmod.Params, conv: cv.ConvergenceParams, it: dict, metric: str, reference: Path,
+def evaluate_point(p: cfgmod.Params, conv: cfgmod.ConvergenceParams, it: dict, metric: str, reference: Path,
                    evalnet: Path) -> None:
     res = evaluate_samples(it["npz"], reference, feature_space=p.evaluate.feature_space,
                            feature_net_path=evalnet if p.evaluate.feature_space == "embed" else None,
@@ -106,7 +106,7 @@ def read_log(path: Path, last_step: int) -> dict[str, list[float]]:
 
 def run(params_path: str, runs: Path, data_dir: Path, evalnet: Path, out: Path) -> None:
     p = _common.setup(params_path)
-    conv = cv.parse_convergence(p)
+    conv = p.convergence
     _common.relaunch_with_torchrun(p, "deco_bench.stages.convergence", sys.argv[1:])
     metric = cv.resolve_metric(conv, p.evaluate.feature_space)
     reference = Path(p.evaluate.reference) if p.evaluate.reference else data_dir / "reference.npz"

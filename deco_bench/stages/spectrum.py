@@ -2,35 +2,16 @@
 
 Loads the EMA weights of both models, Euler-samples `spectrum.num_images` images with `spectrum.num_steps` steps
 (no CFG) and writes spectrum/spectrum.json (curves per model x tensor, per-step curves, high-frequency shares and
-the DeCo / baseline ratios) and spectrum/fig4.svg. Library: deco_bench.spectral.analysis.
+the DeCo / baseline ratios) and spectrum/fig4.svg. Library: deco_bench.studies.spectrum.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from deco_bench import config as cfgmod
 from deco_bench.io import atomic_write_json, atomic_write_text
 from deco_bench.stages import _common
-
-
-@dataclass(frozen=True)
-class SpectrumParams:
-    num_images: int = cfgmod.param(32, lo=1, help="images per model (paper: 10K)")
-    num_steps: int = cfgmod.param(25, lo=1, help="Euler steps, every one analysed (paper: 100)")
-    batch_size: int = cfgmod.param(32, lo=1)
-    seed: int = cfgmod.param(0, lo=0, help="noise seed: image i uses (seed, i), as the sample stage")
-    cut: int = cfgmod.param(36, lo=1, hi=63, help="first zig-zag index of the high band (36: u + v >= 8)")
-
-
-def spectrum_params(p: cfgmod.Params) -> SpectrumParams:
-    """The `spectrum:` section, validated like the core sections (ConfigError naming each bad key)."""
-    problems: list[tuple[str, str]] = []
-    sp = cfgmod.build_section(SpectrumParams, p.extra.get("spectrum", {}), "spectrum", problems)
-    if problems:
-        raise cfgmod.ConfigError(problems)
-    return sp
 
 
 def ratios(tensors: dict[str, dict]) -> dict:
@@ -44,9 +25,9 @@ def ratios(tensors: dict[str, dict]) -> dict:
 
 def run(params_path: str, weights: dict[str, Path], out_dir: Path) -> None:
     p = _common.setup(params_path)
-    sp = spectrum_params(p)
+    sp = p.spectrum
     from deco_bench import paper
-    from deco_bench.spectral.analysis import capture_spectra, fig4_svg
+    from deco_bench.studies.spectrum import capture_spectra, fig4_svg
     from deco_bench.stages._sampling import load_ema_model
     from deco_bench.training.distributed import resolve_device
 

@@ -11,17 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from deco_bench.io import CorruptFileError, DecoBenchError, atomic_torch_save, safe_torch_load
+from deco_bench.io import CorruptFileError, atomic_torch_save, safe_torch_load
 
 CKPT_PATTERN = re.compile(r"^step_(\d{8})\.pt$")
 FORMAT = "deco-bench-train-v1"
-
-
-class ArchitectureMismatchError(DecoBenchError):
-    """A checkpoint's weights do not fit the model being loaded (keys or shapes differ)."""
 
 
 def ckpt_name(step: int) -> str:
@@ -62,30 +55,3 @@ def latest_checkpoint(folder: str | Path) -> dict[str, Any] | None:
     if not ckpts:
         return None
     return load_checkpoint(ckpts[-1][1])
-
-
-def weight_mismatches(module: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
-    """(missing keys, unexpected keys, "key: checkpoint shape vs model shape") of `state` against `module`."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    return missing, unexpected, shapes
-
-
-def load_weights_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """load_state_dict that names every missing, unexpected and shape-mismatched key."""
-    missing, unexpected, shapes = weight_mismatches(module, state)
-    if missing or unexpected or shapes:
-        def head(items: list[str]) -> str:
-            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {head(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {head(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches: {head(shapes)}")
-        raise ArchitectureMismatchError(f"{what} does not match the model architecture; " + "; ".join(parts))
-    module.load_state_dict(state)

@@ -27,10 +27,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from deco_bench.config import ModelEntry, TrainParams
 from deco_bench.diffusion import losses, path
 from deco_bench.io import DecoBenchError, atomic_torch_save, atomic_write_text
+from deco_bench.models.loading import load_weights_strict
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import DistInfo, all_reduce_mean
 from deco_bench.training.ema import EMA
 from deco_bench.training.resume import LOG_NAME
+from deco_bench.training.step import DenoiserWithProjector, autocast, autocast_dtype, drop_labels, step_losses
 
 
 class NonFiniteLossError(DecoBenchError):
@@ -39,47 +41,6 @@ class NonFiniteLossError(DecoBenchError):
 
 class Preempted(DecoBenchError):
     """SIGTERM arrived; a checkpoint was written and the run stopped (re-run the same command to resume)."""
-
-
-class DenoiserWithProjector(nn.Module):
-    """The network and the REPA projector as one module (so DDP and the optimiser see both).
-
-    forward returns the predicted velocity and, when REPA is on, the projected tokens of DiT block `align_layer`
-    (docs/paper.md §5.1: a forward hook on blocks[align_layer - 1]).
-    """
-
-    def __init__(self, net: nn.Module, projector: nn.Module | None, align_layer: int):
-        super().__init__()
-        self.net = net
-        self.projector = projector
-        self.align_layer = align_layer
-
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        if self.projector is None:
-            return self.net(x_t, t, y), None
-        captured: list[torch.Tensor] = []
-        hook = self.net.blocks[self.align_layer - 1].register_forward_hook(lambda m, i, o: captured.append(o))
-        try:
-            v = self.net(x_t, t, y)
-        finally:
-            hook.remove()
-        return v, self.projector(captured[0])
-
-
-def step_losses(fwd: nn.Module, encoder: nn.Module | None, x: torch.Tensor, y: torch.Tensor, raw: torch.Tensor,
-                t: torch.Tensor, eps: torch.Tensor, weights: losses.LossWeights) -> dict[str, torch.Tensor]:
-    """The objective of one (micro-)batch: x_t on the flow path, the prediction, and FM + FreqFM + REPA.
-
-    `fwd` is a DenoiserWithProjector (possibly wrapped by DDP or torch.compile); `encoder` the frozen REPA encoder
-    or None. Shared by the training loop and the train-step benchmark, so both measure the same computation.
-    """
-    x_t, v = path.interpolate(x, eps, t), path.velocity(x, eps)
-    pred, proj = fwd(x_t, t, y)
-    target_tokens = None
-    if encoder is not None and proj is not None:
-        with torch.no_grad():
-            target_tokens = encoder(raw).float()
-    return losses.deco_loss(pred.float(), v, None if proj is None else proj.float(), target_tokens, weights=weights)
 
 
 @dataclass
@@ -144,13 +105,6 @@ def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, raw
 
 
-def _autocast(device: torch.device, precision: str):
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if use_bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def train(
     net: nn.Module,
     dataset: Dataset,
@@ -182,7 +136,7 @@ def train(
 
     # ---- model, projector, optimiser, EMA ------------------------------------------------------------------
     if init_state is not None:
-        ckpt.load_weights_strict(net, init_state, "init_from weights")
+        load_weights_strict(net, init_state, "init_from weights")
     net = net.to(device)
     use_repa = encoder is not None and entry.repa_weight > 0
     projector = None
@@ -204,7 +158,7 @@ def train(
             raise DecoBenchError(
                 f"{out_dir / 'ckpt'} holds checkpoints of a different configuration (the parameters or model changed); "
                 f"delete that folder to start over, or restore the parameters to resume")
-        ckpt.load_weights_strict(module, state["module"], "checkpoint module weights")
+        load_weights_strict(module, state["module"], "checkpoint module weights")
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
@@ -273,10 +227,10 @@ def train(
                 x, y, raw = (v_.to(device, non_blocking=True) for v_ in next(batches))
                 eps = eps_all[sl]
                 t = t_all[sl]
-                y = torch.where(keep[sl], y, torch.full_like(y, null_label))
+                y = drop_labels(y, keep[sl], null_label)
                 sync = nullcontext() if (world == 1 or a == tp.grad_accum - 1) else train_module.no_sync()
                 with sync:
-                    with _autocast(device, tp.precision):
+                    with autocast(device, autocast_dtype(tp.precision, device)):
                         parts = step_losses(fwd, encoder if use_repa else None, x, y, raw, t, eps, loss_weights)
                     loss = parts["loss"] / tp.grad_accum
                     if not torch.isfinite(loss):

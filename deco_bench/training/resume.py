@@ -29,7 +29,7 @@ LOG_NAME = "train_log.jsonl"
 # train.* keys that say how long to train and how often to write: changing them resumes.
 NON_TRAJECTORY_KEYS = ("steps", "eval_ckpt_steps", "ckpt_every", "keep_last", "log_every", "compile", "num_workers")
 # models.<m>.* keys that only name or group the variant in the report: changing them never retrains.
-COSMETIC_ENTRY_KEYS = ("label", "group")
+COSMETIC_ENTRY_KEYS = ("label",)
 # The code whose behaviour decides the weights at step k (paths relative to the deco_bench package). An edit to
 # any of these files starts training over: resuming old checkpoints would report weights the code never made.
 TRAJECTORY_CODE = ("models", "diffusion", "training", "data", "spectral", "stages/train.py")

@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from deco_bench.bench.params import BenchParams, BenchSize, SampleSetting
+from deco_bench.config import BenchParams, BenchSize, SampleSetting
 from deco_bench.bench.runner import ModelSpec, Recipe, bench_sample, guided_step_count, run_benchmark
 from deco_bench.bench.runner import Telemetry
 from deco_bench.models import get_preset

@@ -22,9 +22,10 @@ def params_file(tmp_path):
     raw["train"]["repa_align_layer"] = 1
     raw["models"] = {"deco": {"preset": "deco-tiny", "label": "DeCo"},
                      "baseline": {"preset": "baseline-tiny", "label": "Baseline", "freqfm_weight": 0.0}}
-    raw["bench"] = {"models": ["deco", "baseline"], "sizes": [{"resolution": 16, "train_batch": 2, "sample_batch": 2}],
-                    "warmup": 0, "repeats": 1, "sample_repeats": 1,
-                    "sampling": [{"name": "e3", "num_steps": 3, "cfg_scale": 2.0}]}
+    raw["bench"] = {**raw["bench"], "models": ["deco", "baseline"],
+                    "sizes": [{"resolution": 16, "train_batch": 2, "sample_batch": 2}],
+                    "warmup": 0, "repeats": 1, "sample_repeats": 1, "sample_timed_steps": 0,
+                    "sampling": [{"name": "e3", "num_steps": 3, "cfg_scale": 2.0, "guidance_interval": [0.0, 1.0]}]}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

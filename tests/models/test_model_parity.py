@@ -10,7 +10,7 @@ from deco_bench.io import safe_torch_load
 from deco_bench.models import build_model
 from deco_bench.models.deco import dct_position_features, from_decoder_tokens, to_decoder_tokens
 from deco_bench.models.layers import patchify, rope_2d_angles, timestep_frequencies, unpatchify
-from deco_bench.official import config_from_official_init_args, official_state_dict_to_ours
+from deco_bench.models.official import config_from_official_init_args, official_state_dict_to_ours
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 REL_TOL = 1e-5

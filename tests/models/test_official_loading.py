@@ -9,7 +9,7 @@ import torch
 
 from deco_bench.io import CorruptFileError, MissingFileError, UnsafeCheckpointError, safe_torch_load
 from deco_bench.models import ModelConfig, get_preset
-from deco_bench.official import (CheckpointMismatchError, OfficialFormatError, config_from_official_yaml,
+from deco_bench.models.official import (CheckpointMismatchError, OfficialFormatError, config_from_official_yaml,
                                  load_official)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"

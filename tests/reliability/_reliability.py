@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {
     "run": {"threads": 1, "device": "cpu"},
     "data": {"resolution": 16, "num_classes": 4, "train_per_class": 16, "ref_per_class": 8},
-    "models": {"deco": {"preset": "deco-tiny", "label": "DeCo"}},
+    "models": {"deco": {"preset": "deco-tiny", "label": "DeCo"},
+               "baseline": {"preset": "baseline-tiny", "label": "Baseline", "freqfm_weight": 0.0}},
     "train": {"steps": 30, "global_batch": 8, "ckpt_every": 2, "keep_last": 2, "eval_ckpt_steps": [5, 20],
               "log_every": 1, "repa_align_layer": 1, "lr": 1.0e-3, "ema_decay": 0.9},
     "sample": {"num_images": 48, "batch_size": 4, "shard_size": 4, "num_steps": 8},

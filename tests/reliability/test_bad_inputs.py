@@ -33,6 +33,7 @@ from deco_bench.io import (ChecksumError, CorruptFileError, DecoBenchError, Disk
 from deco_bench.models import build_model, get_preset
 from deco_bench.stages import _sampling as sample_stage
 from deco_bench.stages import train as train_stage
+from deco_bench.models import loading
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import DistInfo
 from deco_bench.training import resume
@@ -316,7 +317,7 @@ def test_prepare_stage_with_an_empty_class_folder_exits_2_with_one_line(tmp_path
 # ---- files that would run code, do not fit, or are not what they claim ---------------------------------------
 
 def _loaders(tmp_path: Path):
-    from deco_bench import official
+    from deco_bench.models import official
     from deco_bench.metrics.embed_net import load_feature_net
 
     yield "safe_torch_load", lambda f: safe_torch_load(f)
@@ -361,20 +362,20 @@ def test_pickled_callable_in_the_resume_folder_is_dropped_not_executed(tmp_path)
 def test_mismatched_architecture_names_the_keys(tmp_path):
     deco = build_model(get_preset("deco-tiny", num_classes=4))
     baseline = build_model(get_preset("baseline-tiny", num_classes=4))
-    with pytest.raises(ckpt.ArchitectureMismatchError) as info:
-        ckpt.load_weights_strict(baseline, deco.state_dict(), "final.pt")
+    with pytest.raises(loading.ArchitectureMismatchError) as info:
+        loading.load_weights_strict(baseline, deco.state_dict(), "final.pt")
     msg = str(info.value)
     only_deco = sorted(set(deco.state_dict()) - set(baseline.state_dict()))
     only_base = sorted(set(baseline.state_dict()) - set(deco.state_dict()))
     assert only_deco and only_base
     assert f"unexpected keys: {only_deco[0]}" in msg and f"missing keys: {only_base[0]}" in msg
     wide = build_model(get_preset("deco-tiny", num_classes=4, hidden_size=32))
-    with pytest.raises(ckpt.ArchitectureMismatchError, match=r"shape mismatches: .*checkpoint \(64.*\) vs model \(32"):
-        ckpt.load_weights_strict(wide, deco.state_dict(), "final.pt")
+    with pytest.raises(loading.ArchitectureMismatchError, match=r"shape mismatches: .*checkpoint \(64.*\) vs model \(32"):
+        loading.load_weights_strict(wide, deco.state_dict(), "final.pt")
     # a weights file whose stored config does not describe its weights (here: one DiT block more)
     cfg = dataclasses.asdict(get_preset("deco-tiny", num_classes=4, depth=3))
     atomic_torch_save({"step": 1, "ema": deco.state_dict(), "meta": {"model_config": cfg}}, tmp_path / "final.pt")
-    with pytest.raises(ckpt.ArchitectureMismatchError, match=r"missing keys: blocks\.2\."):
+    with pytest.raises(loading.ArchitectureMismatchError, match=r"missing keys: blocks\.2\."):
         sample_stage.load_ema_model(tmp_path / "final.pt", torch.device("cpu"))
 
 

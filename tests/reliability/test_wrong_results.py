@@ -177,7 +177,7 @@ def test_the_inputs_stage_hashes_every_named_file(tiny_pipeline, tmp_path, keep_
     (out).mkdir()
     (out / "train-removed_model.json").write_text("{}")
     inputs_stage.run(str(params), out)
-    assert sorted(p.name for p in out.iterdir()) == ["evaluate.json", "train-deco.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["evaluate.json", "train-baseline.json", "train-deco.json"]
     first = {p.name: p.read_text() for p in out.iterdir()}
     assert json.loads(first["evaluate.json"])["evaluate.reference"] == {
         "path": str(ref), "sha256": hashlib.sha256(b"reference v1").hexdigest()}

@@ -13,10 +13,13 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pytest
+import yaml
 
 from deco_bench import paper
 from deco_bench.report.context import build_context, load_inputs, sample_grid
 from deco_bench.report.render import render
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "report"
 
 from .conftest import COMPLETE, MODELS, set_train_step
 
@@ -169,8 +172,12 @@ def test_stage_writes_report_and_where_prints_it(complete_root: Path, monkeypatc
 
 
 def test_report_params_are_validated():
-    from deco_bench.config import ConfigError
-    from deco_bench.stages.report import report_params
+    from deco_bench.config import ConfigError, parse_params
+
+    raw = yaml.safe_load((FIXTURES / "complete" / "params.yaml").read_text())
+
+    def report_params(section: dict):
+        return parse_params({**raw, "report": {**raw["report"], **section}}).report
 
     assert report_params({"tolerance": {"fid": 0.2}}).tolerance == {"fid": 0.2}
     with pytest.raises(ConfigError, match="report.tolerance.fd_embed"):

@@ -11,6 +11,7 @@ from deco_bench.diffusion import losses
 from deco_bench.diffusion.encoders import SmallEncoder
 from deco_bench.io import safe_torch_load
 from deco_bench.models import build_model, get_preset
+from deco_bench.models import loading
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import DistInfo
 from deco_bench.training.loop import NonFiniteLossError, train
@@ -111,7 +112,7 @@ def test_init_state_starts_model_and_ema_from_given_weights(tmp_path, tiny_train
     assert all(torch.equal(net.state_dict()[k], weights[k]) for k in weights)
     assert all(torch.equal(ema[k], weights[k]) for k in weights)
     bad = {k: v for k, v in weights.items() if not k.startswith("decoder.")}
-    with pytest.raises(ckpt.ArchitectureMismatchError, match="missing keys: decoder"):
+    with pytest.raises(loading.ArchitectureMismatchError, match="missing keys: decoder"):
         train(build_model(cfg), DATASET, tp=dataclasses.replace(tiny_train_params, steps=0), entry=tiny_entry, seed=0,
               out_dir=tmp_path / "third", dist_info=CPU, encoder=None, null_label=4, meta=META, init_state=bad)
 

@@ -29,48 +29,13 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from deco_bench.config import ConfigError, Params, build_section, param
+from deco_bench.config import ConvergenceParams
 from deco_bench.metrics.bootstrap import CI_LEVEL
 
 EXACT, LOWER_BOUND, UPPER_BOUND, INDETERMINATE = "interpolated", "lower_bound", "upper_bound", "indeterminate"
 
 
 # ------------------------------------------------------------------------------------------------ parameters
-
-
-@dataclass(frozen=True)
-class ConvergenceParams:
-    deco: str = param("deco", help="the model whose speed-up is measured (a key of `models`)")
-    baseline: str = param("baseline", help="the model it is measured against (a key of `models`)")
-    metric: str = param("auto", help="auto: fd_embed (embed feature space) or fid (inception); any metric key")
-    num_images: int = param(64, lo=2, help="samples per checkpoint (fewer than sample.num_images: 2 models x K ckpts)")
-    num_steps: int = param(8, lo=1, help="sampler steps per image for the curve")
-    target: Literal["best", "final"] = param("best", help="the baseline value DeCo must reach")
-    bootstrap: int = param(40, lo=0, help="bootstrap replicates for the curve and speed-up intervals (0: none)")
-
-
-def parse_convergence(p: Params) -> ConvergenceParams:
-    """The `convergence:` section of params.yaml (Params.extra), validated; ConfigError names every bad key."""
-    from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
-
-    problems: list[tuple[str, str]] = []
-    conv = build_section(ConvergenceParams, p.extra.get("convergence", {}), "convergence", problems)
-    for key in ("deco", "baseline"):
-        name = getattr(conv, key)
-        if name not in p.models:
-            problems.append((f"convergence.{key}", f"{name!r} is not a model; defined: {', '.join(sorted(p.models))}"))
-    if conv.deco == conv.baseline:
-        problems.append(("convergence.baseline", f"must differ from convergence.deco ({conv.deco!r})"))
-    names = EMBED_NAMES if p.evaluate.feature_space == "embed" else INCEPTION_NAMES
-    allowed = [n for n in vars(names).values() if n is not None]
-    if conv.metric != "auto" and conv.metric not in allowed:
-        problems.append(("convergence.metric", f"got {conv.metric!r}; accepted with evaluate.feature_space "
-                                               f"{p.evaluate.feature_space!r}: auto, {', '.join(allowed)}"))
-    if not p.train.eval_ckpt_steps:
-        problems.append(("train.eval_ckpt_steps", "empty: the convergence stage needs evaluation checkpoints"))
-    if problems:
-        raise ConfigError(problems)
-    return conv
 
 
 def resolve_metric(conv: ConvergenceParams, feature_space: str) -> str:
@@ -322,7 +287,7 @@ def paper_speedup() -> dict:
 
 
 __all__ = [
-    "ConvergenceParams", "parse_convergence", "resolve_metric", "steps_to_reach", "target_value", "Curve",
+    "resolve_metric", "steps_to_reach", "target_value", "Curve",
     "SpeedupResult", "speedup", "axis_at", "ratio", "BootstrapSpeedup", "bootstrap_speedup",
     "percentile_with_never", "statement", "summarise", "paper_speedup",
 ]

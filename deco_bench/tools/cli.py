@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                         add_help=False)
     gt.set_defaults(fn=None, module="deco_bench.bench.gate")
     cp = sub.add_parser("compare", help="HTML report comparing DVC experiments or git revisions", add_help=False)
-    cp.set_defaults(fn=None, module="deco_bench.report.compare")
+    cp.set_defaults(fn=None, module="deco_bench.tools.compare")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("gate", "compare"):  # these parse their own arguments
         import importlib

@@ -1,6 +1,6 @@
 """A report across DVC experiments or git revisions, side by side, differences highlighted.
 
-    python -m deco_bench.report.compare --revs A B [C ...] [--out reports/compare.html]
+    python -m deco_bench.tools.compare --revs A B [C ...] [--out reports/compare.html]
 
 Data: `dvc exp show --json` (params and scalar metrics of every experiment and commit) -- DVC drops list values
 from metrics, so the bootstrap intervals and replicates are read with `dvc.api.read(metrics/<m>.json, rev)` (or from

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deco_bench.report.compare import RevisionNotFound, build_compare_context, find_revision, main
+from deco_bench.tools.compare import RevisionNotFound, build_compare_context, find_revision, main
 from deco_bench.report.render import render
 
-from .conftest import FIXTURES
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "report"
 
 EXP = json.loads((FIXTURES / "dvc_exp_show.json").read_text())
 FULL = {e: {f"metrics/{m}.json": json.loads((FIXTURES / f"git_show_{e}_{m}.json").read_text())

@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from deco_bench import convergence as cv
+from deco_bench.studies import convergence as cv
 from deco_bench.config import ConfigError, ModelEntry, TrainParams, parse_params
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------------------ crossings
@@ -159,12 +159,12 @@ def _raw_params(**convergence) -> dict:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["train"]["eval_ckpt_steps"] = [100, 200]
     raw["train"]["steps"] = 300
-    raw["convergence"] = {"num_images": 4, "num_steps": 2, "bootstrap": 8, **convergence}
+    raw["convergence"] = {**raw["convergence"], "num_images": 4, "num_steps": 2, "bootstrap": 8, **convergence}
     return raw
 
 
 def test_convergence_params_defaults_and_metric():
-    conv = cv.parse_convergence(parse_params(_raw_params()))
+    conv = parse_params(_raw_params()).convergence
     assert (conv.deco, conv.baseline, conv.num_images, conv.target) == ("deco", "baseline", 4, "best")
     assert cv.resolve_metric(conv, "embed") == "fd_embed" and cv.resolve_metric(conv, "inception") == "fid"
 
@@ -178,7 +178,7 @@ def test_convergence_params_defaults_and_metric():
                                       ({"typo": 1}, "convergence.typo")])
 def test_bad_convergence_params_name_the_key(bad, key):
     with pytest.raises(ConfigError) as e:
-        cv.parse_convergence(parse_params(_raw_params(**bad)))
+        parse_params(_raw_params(**bad))
     assert key in [k for k, _ in e.value.problems]
 
 

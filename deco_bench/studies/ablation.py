@@ -1,6 +1,6 @@
 """The ablation study of paper Tables 1 and 4 as ordinary `models:` entries, and its report-ready tables.
 
-Every variant is a params `models:` entry (group: ablation) so that it trains, samples and evaluates through the
+Every variant is a params `models:` entry so that it trains, samples and evaluates through the
 same foreach stages as DeCo and the baseline, with the same budget and seeds. `expand_ablation_grid` writes those
 entries; `build_tables` reads them back: it finds each variant's axis and setting by the one field in which it
 differs from the DeCo entry, and lays our metric beside the paper's (paper.TABLE4, paper.TABLE1).
@@ -79,7 +79,7 @@ def _variant(axis: Axis, setting: Any, base_preset: str, base: dict, match_decod
     from deco_bench.models import get_preset, matched_decoder_hidden
 
     entry = {k: v for k, v in base.items() if k != "label"}
-    entry.update(group="ablation", label=axis.label.format(setting))
+    entry.update(label=axis.label.format(setting))
     if not axis.in_arch:
         entry[axis.field] = setting
         return entry
@@ -136,7 +136,7 @@ def _table1_entry(name: str, base_preset: str) -> dict:
     label, fields = TABLE1_ROWS[name]
     if name == "baseline":  # the official baseline for DeCo-X is Baseline-X (docs/paper.md §2.0)
         return {"preset": base_preset.replace("deco", "baseline", 1), "label": label, **fields}
-    return {"preset": base_preset, **({"group": "ablation"} if fields else {}), "label": label, **fields}
+    return {"preset": base_preset, "label": label, **fields}
 
 
 def _key(resolved: dict) -> tuple:

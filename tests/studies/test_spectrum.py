@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deco_bench.spectral.analysis import (HIGH_FREQ_CUT, SpectrumAccumulator, capture_spectra, fig4_svg,
+from deco_bench.studies.spectrum import (HIGH_FREQ_CUT, SpectrumAccumulator, capture_spectra, fig4_svg,
                                           high_frequency_share, normalise_log_energy, zigzag_energy)
 
 
@@ -218,13 +218,13 @@ def test_spectrum_stage_writes_curves_ratios_and_plot(tmp_path):
 
     raw = resolve("default", Path(__file__).resolve().parents[2] / "experiments")
     raw["models"] = {"deco": {"preset": "deco-tiny"}, "baseline": {"preset": "baseline-tiny", "freqfm_weight": 0.0}}
-    raw["spectrum"] = {"num_images": 2, "num_steps": 2, "batch_size": 2}
+    raw["spectrum"] = {**raw["spectrum"], "num_images": 2, "num_steps": 2, "batch_size": 2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     weights = {}
     for name in ("deco", "baseline"):
         model = _model(f"{name}-tiny")
         weights[name] = tmp_path / f"{name}.pt"
-        atomic_torch_save({"step": 0, "ema": model.state_dict(),
+        atomic_torch_save({"step": raw["train"]["steps"], "ema": model.state_dict(),  # the step the stage expects
                            "meta": {"model_config": dataclasses.asdict(model.config)}}, weights[name])
     run(str(tmp_path / "params.yaml"), weights, tmp_path / "out")
     result = json.loads((tmp_path / "out" / "spectrum.json").read_text())
