@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed
 # torch and torchvision must come as a matching pair (torch-fidelity and clean-fid import torchvision).
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test repro bench report clean help
+.PHONY: install test repro bench bench-baseline report clean help
 
 help:
 	@echo "make install  - create $(VENV) and install deco-bench into it (idempotent)"
 	@echo "make repro    - run the whole DVC pipeline on the active profile (embedded default) and print the report path"
 	@echo "make test     - run the test suite (CPU, < 10 min)"
-	@echo "make bench    - run the pytest-benchmark regression suite (tests/benchmarks)"
+	@echo "make bench    - run the pytest-benchmark suite (tests/benchmarks); compare with a saved run of this machine"
+	@echo "make bench-baseline - save this machine's run of the hot-path benchmarks for later 'make bench' comparisons"
 
 install: $(STAMP)
 
@@ -32,9 +33,21 @@ repro: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@$(BIN)/python -m deco_bench.report.where
 
+# pytest-benchmark files saved runs by OS and Python version, not by machine: pytest_baseline picks the newest saved
+# run recorded on this hardware (deco-bench's fingerprint) and prints the options that compare with it. With none,
+# one line says so and the suite runs without comparing (BENCH_REQUIRE=1: stop with exit 2 instead).
+BENCH_STORAGE ?= bench/baselines/pytest
+BENCH_FAIL    ?= median:25%
+BENCH_NAME    ?= local
 bench: install
-	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-storage=file://bench/baselines/pytest \
-	  --benchmark-compare --benchmark-compare-fail=median:25% -q
+	@compare=$$($(BIN)/python -m deco_bench.bench.pytest_baseline --storage $(BENCH_STORAGE) --fail $(BENCH_FAIL) \
+	  $(if $(BENCH_REQUIRE),--require)) || exit $$?; \
+	set -x; $(BIN)/python -m pytest tests/benchmarks --benchmark-enable \
+	  --benchmark-storage=file://$(BENCH_STORAGE) $$compare -q
+
+bench-baseline: install
+	$(BIN)/python -m pytest tests/benchmarks/test_hot_paths.py --benchmark-enable \
+	  --benchmark-storage=file://$(BENCH_STORAGE) --benchmark-save=$(BENCH_NAME) -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -13,6 +13,11 @@ elementwise work between the GEMMs; the whole-model compile of `train.compile` t
 
     python -m deco_bench.bench.breakdown --presets deco-xl,baseline-xl --resolution 256 --batch 32 \\
         --compile-blocks --out bench/recordings/checks/h200-DATE-breakdown.json
+
+Without --presets it measures the paper's pair (deco-xl,baseline-xl; 256 px, batch 32 unless given) on a GPU and
+the embedded pair (deco-s,baseline-s; 32 px, batch 8 unless given) on CPU, saying so. Before building a model it
+estimates the step's memory (bench.memory_need) and refuses to start, in one line with exit status 2, when the
+device has less available.
 """
 
 from __future__ import annotations
@@ -154,18 +159,28 @@ def measure_model(spec, *, resolution: int, batch: int, device: torch.device, dt
     return out
 
 
+# (presets, resolution, batch) when not given: the paper's pair and official per-GPU batch on a GPU; on CPU the
+# embedded pair, which a CPU machine can hold (one XL step at 256 px, batch 32 needs about 55 GB in float32).
+DEFAULTS = {"cuda": ("deco-xl,baseline-xl", 256, 32), "cpu": ("deco-s,baseline-s", 32, 8)}
+
+
 def main(argv: list[str] | None = None) -> int:
     from deco_bench.bench import env as envmod
+    from deco_bench.bench import memory_need
     from deco_bench.bench import flops as flopsmod
     from deco_bench.io import atomic_write_json
     from deco_bench.stages.bench import paper_specs
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--presets", default="deco-xl,baseline-xl",
+    ap.add_argument("--presets", default=None,
                     help="comma-separated, from deco-xl, baseline-xl (the official recipes); or any preset name, "
-                         "which gets DeCo's recipe with a small REPA encoder (CPU checks)")
-    ap.add_argument("--resolution", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=32, help="per-device train batch (official: 32 at 256 px)")
+                         "which gets DeCo's recipe with a small REPA encoder (CPU checks). Default: "
+                         f"{DEFAULTS['cuda'][0]} on a GPU, {DEFAULTS['cpu'][0]} on CPU")
+    ap.add_argument("--resolution", type=int, default=None,
+                    help=f"default {DEFAULTS['cuda'][1]}; {DEFAULTS['cpu'][1]} on CPU without --presets")
+    ap.add_argument("--batch", type=int, default=None, help="per-device train batch (official: 32 at 256 px); "
+                                                            f"default {DEFAULTS['cuda'][2]}; {DEFAULTS['cpu'][2]} "
+                                                            "on CPU without --presets")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--profile-steps", type=int, default=3)
@@ -182,6 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     dtype = autocast_dtype("auto", device)
+    say = lambda m: print(f"breakdown: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    # the CPU defaults only when the presets are defaulted too: --presets deco-xl alone means the paper's sizes
+    defaults = DEFAULTS["cpu" if args.presets is None and device.type == "cpu" else "cuda"]
+    if args.presets is None and device.type == "cpu":
+        say(f"no CUDA device: measuring {defaults[0]} at {args.resolution or defaults[1]} px, batch "
+            f"{args.batch or defaults[2]} (the paper's {DEFAULTS['cuda'][0]} need a GPU; --presets chooses)")
+    args.presets = defaults[0] if args.presets is None else args.presets
+    args.resolution = defaults[1] if args.resolution is None else args.resolution
+    args.batch = defaults[2] if args.batch is None else args.batch
     official = {s.preset: s for s in paper_specs()}
     specs = []
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
@@ -193,9 +217,20 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as e:
                 ap.error(str(e))
             specs.append(ModelSpec(preset, preset, preset, cfg, replace(Recipe(), repa_align_layer=min(2, cfg.depth))))
+        if args.resolution % specs[-1].cfg.patch_size:
+            ap.error(f"--resolution {args.resolution} is not a multiple of {preset}'s patch size "
+                     f"{specs[-1].cfg.patch_size}")
+    needs = {s.preset: memory_need.training_need(
+                 s.cfg, batch=args.batch, resolution=args.resolution, bf16=dtype is torch.bfloat16,
+                 encoder=s.recipe.repa_encoder if s.recipe.repa_weight > 0 else "none") for s in specs}
+    refusal = memory_need.refusal("breakdown", needs, batch=args.batch, resolution=args.resolution, device=device,
+                                  hint="pass a smaller --presets (e.g. deco-s,baseline-s), --batch or --resolution, "
+                                       "or run on a GPU with more memory")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     peak, peak_text = flopsmod.documented_peak(name) if dtype is torch.bfloat16 else (None, None)
-    say = lambda m: print(f"breakdown: {m}", file=sys.stderr, flush=True)  # noqa: E731
     result: dict = {"schema": SCHEMA, "resolution": args.resolution, "batch": args.batch,
                     "peak_flops_per_s": peak, "peak_source": peak_text if peak else None,
                     "categories": {c: list(k) for c, k in CATEGORIES}, "models": {},
@@ -208,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(args.out, result)  # after each model: a later timeout keeps what was measured
     for m, r in result["models"].items():
         e = r["eager"]
-        line = f"{m:12s} eager {e['s_per_iter']['median'] * 1e3:8.1f} ms/it, GPU busy {e['breakdown']['busy_fraction']:.2f}"
+        busy = "GPU busy" if device.type == "cuda" else "operator time / wall"
+        line = (f"{m:12s} eager {e['s_per_iter']['median'] * 1e3:8.1f} ms/it, "
+                f"{busy} {e['breakdown']['busy_fraction']:.2f}")
         c = r.get("compiled_blocks") or {}
         if "s_per_iter" in c:
             line += f"; blocks compiled {c['s_per_iter']['median'] * 1e3:8.1f} ms/it ({c['speedup_vs_eager']:.2f}x)"

@@ -2,21 +2,24 @@
 machine, measured side by side.
 
 The official model classes (`PixNerDiT`, `FlattenDiT`) and its Euler sampler need only torch, so they are
-imported from a checkout given by path (or env DECO_OFFICIAL_REPO) and run -- nothing is copied. Each official
-model is built with seeded, perturbed weights (its init zeroes the output layers), and ours gets the same weights
-through deco_bench.official's key mapping; the differences of the outputs (forward and samples) are recorded
-beside the timings (tests/benchmarks/test_vs_official.py asserts them on CPU).
+imported from a checkout given by `--official PATH` (or env DECO_OFFICIAL) and run -- nothing is copied. Each
+official model is built with seeded, perturbed weights (its init zeroes the output layers), and ours gets the same
+weights through deco_bench.models.official's key mapping; the differences of the outputs (forward and samples) are
+recorded beside the timings (tests/benchmarks/test_vs_official.py asserts them on CPU).
 
 Timed, in interleaved pairs (official, ours, official, ours, ...) so that drift of a shared machine hits both:
 - train step: forward, MSE to a fixed target, backward, AdamW step (bf16 autocast on CUDA, as both trainers);
 - sampler: a 10-step Euler run with guidance inactive (CFG 1.0: the official sampler still evaluates the
   unconditional half; ours skips it) and with CFG 3.2 on (0.1, 1] (the official XL configs).
 
-    python -m deco_bench.bench.vs_official --official /work/official --out bench/vs_official.json
-    python -m deco_bench.bench.vs_official --official /work/official --device cuda --size xl --out X.json  # GPU
+    git clone https://github.com/Zehong-Ma/DeCo /path/to/DeCo && export DECO_OFFICIAL=/path/to/DeCo
+    python -m deco_bench.bench.vs_official --out bench/vs_official.json
+    python -m deco_bench.bench.vs_official --official /path/to/DeCo --device cuda --size xl --out X.json  # GPU
 
 `--size xl` builds DeCo-XL and Baseline-XL from the checkout's configs_c2i and measures at 256 px with the
-official per-GPU batch 32; on CUDA the forward parity is also taken under bf16 autocast.
+official per-GPU batch 32; on CUDA the forward parity is also taken under bf16 autocast. Before building the
+models the memory of the pair is estimated (bench.memory_need): a device that cannot hold it is refused in one
+line, exit status 2.
 """
 
 from __future__ import annotations
@@ -44,18 +47,33 @@ SAMPLER_SETTINGS = {"cfg1.0": (1.0, (0.0, 1.0)), "cfg3.2_interval0.1": (3.2, (0.
 # The paper-size pair: constructor arguments read from the checkout's own configs (model.denoiser.init_args).
 OFFICIAL_XL_CONFIGS = {"deco": "configs_c2i/DeCo_XL.yaml", "baseline": "configs_c2i/Baseline_DiT_XL.yaml"}
 # Measurement sizes: "s" is the CPU-sized pair above; "xl" the paper's models at 256 px with the official per-GPU
-# train batch (256 over 8 GPUs) -- a GPU-only measurement (two XL models with AdamW need about 25 GB).
+# train batch (256 over 8 GPUs) -- a GPU-only measurement (two XL models with AdamW and the activations of one
+# step: about 48 GB under bf16 autocast, bench.memory_need).
 SIZES = {"s": dict(resolution=32, batch=8, sample_batch=4, num_steps=10),
          "xl": dict(resolution=256, batch=32, sample_batch=8, num_steps=10)}
 
 
+OFFICIAL_ENV = "DECO_OFFICIAL"  # path of a checkout of github.com/Zehong-Ma/DeCo
+OFFICIAL_MARKER = Path("src/models/transformer/dit_c2i_DeCo.py")
+
+
+def find_official(path: str | os.PathLike | None = None, *, flag: str | None = "--official PATH"
+                  ) -> tuple[Path | None, str]:
+    """(the official checkout, "") from `path`, else env DECO_OFFICIAL; (None, why not) when neither names one.
+    `flag`: the option that could also name it, for the message (None: only the variable)."""
+    given, how = (path, "--official") if path else (os.environ.get(OFFICIAL_ENV), OFFICIAL_ENV)
+    if not given:
+        return None, (f"no official DeCo checkout: {f'pass {flag} or ' if flag else ''}set {OFFICIAL_ENV}=PATH "
+                      f"(a clone of github.com/Zehong-Ma/DeCo)")
+    p = Path(given)
+    if not (p / OFFICIAL_MARKER).is_file():
+        return None, f"{how}={given} is not a DeCo checkout (no {OFFICIAL_MARKER} in it)"
+    return p, ""
+
+
 def official_repo(path: str | os.PathLike | None = None) -> Path | None:
-    """The official checkout: `path`, else env DECO_OFFICIAL_REPO; None if neither names a checkout."""
-    p = path or os.environ.get("DECO_OFFICIAL_REPO")
-    if not p:
-        return None
-    p = Path(p)
-    return p if (p / "src" / "models" / "transformer" / "dit_c2i_DeCo.py").is_file() else None
+    """The official checkout: `path`, else env DECO_OFFICIAL; None if neither names a checkout."""
+    return find_official(path)[0]
 
 
 def _import_official(repo: Path):
@@ -73,14 +91,14 @@ def _import_official(repo: Path):
 
 def official_xl_args(repo: Path) -> dict[str, dict]:
     """{kind: init_args} of DeCo-XL and Baseline-XL, read from the checkout's configs_c2i YAML files."""
-    from deco_bench.official import official_denoiser
+    from deco_bench.models.official import official_denoiser
 
     return {kind: official_denoiser(repo / rel)[1] for kind, rel in OFFICIAL_XL_CONFIGS.items()}
 
 
 def our_config(kind: str, a: dict):
-    """Our ModelConfig for official constructor arguments (deco_bench.official's own mapping)."""
-    from deco_bench.official import config_from_official_init_args
+    """Our ModelConfig for official constructor arguments (deco_bench.models.official's own mapping)."""
+    from deco_bench.models.official import config_from_official_init_args
 
     class_path = {"deco": "dit_c2i_DeCo.PixNerDiT", "baseline": "dit_c2i_baseline.FlattenDiT"}[kind]
     return config_from_official_init_args(class_path, a, source=f"official {kind} arguments")
@@ -89,7 +107,7 @@ def our_config(kind: str, a: dict):
 def build_pair(kind: str, repo: Path, args: dict | None = None, seed: int = 0):
     """(official model, our model) with identical weights, float32, on CPU, in train mode."""
     from deco_bench.models import build_model
-    from deco_bench.official import official_state_dict_to_ours
+    from deco_bench.models.official import official_state_dict_to_ours
 
     args = args or OFFICIAL_ARGS[kind]
     cls = _import_official(repo)[kind]
@@ -240,12 +258,24 @@ def compare(repo: Path, *, device: torch.device, batch: int = 8, sample_batch: i
             "cases": cases, "ratios": {"ours/official": ratios}}
 
 
+def memory_refusal(official_args: dict, device: torch.device, *, resolution: int, batch: int, **_) -> str | None:
+    """One line refusing the measurement when the device cannot hold it: both models of a kind with their AdamW
+    states live at once (train_step_fn), one of them steps at a time; no EMA, no REPA encoder."""
+    from deco_bench.bench import memory_need
+
+    needs = {f"the {kind} pair": memory_need.training_need(
+                 our_config(kind, a), batch=batch, resolution=resolution, bf16=device.type == "cuda", ema=False,
+                 models=2) for kind, a in official_args.items()}
+    return memory_need.refusal("vs_official", needs, batch=batch, resolution=resolution, device=device,
+                               hint="use --size s, or a GPU with more memory")
+
+
 def main(argv: list[str] | None = None) -> int:
     from deco_bench.bench import env as envmod
     from deco_bench.io import atomic_write_json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--official", default=None, help="official checkout (default: env DECO_OFFICIAL_REPO)")
+    ap.add_argument("--official", default=None, help=f"official checkout (default: env {OFFICIAL_ENV})")
     ap.add_argument("--out", type=Path, default=Path("bench/vs_official.json"))
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -254,15 +284,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="s: the small pair at 32 px (CPU-sized); xl: DeCo-XL and Baseline-XL at 256 px, train "
                          "batch 32, arguments from the checkout's configs_c2i (GPU)")
     args = ap.parse_args(argv)
-    repo = official_repo(args.official)
+    repo, why = find_official(args.official)
     if repo is None:
-        print("error: no official checkout: pass --official PATH or set DECO_OFFICIAL_REPO "
-              "(github.com/Zehong-Ma/DeCo)", file=sys.stderr)
+        print(f"vs_official: error: {why}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     official_args = official_xl_args(repo) if args.size == "xl" else OFFICIAL_ARGS
+    refusal = memory_refusal(official_args, device, **SIZES[args.size])
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     body = compare(repo, device=device, repeats=args.repeats, official_args=official_args,
                    say=lambda m: print(f"vs_official: {m}", file=sys.stderr, flush=True), **SIZES[args.size])
     rev = envmod.git_revision(repo)

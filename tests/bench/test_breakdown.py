@@ -55,3 +55,37 @@ def test_unknown_preset_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         bd.main(["--presets", "deco-xxl", "--out", "unused.json"])
     assert e.value.code == 2 and "unknown model preset 'deco-xxl'" in capsys.readouterr().err
+
+
+def test_a_model_the_machine_cannot_hold_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """The paper-size default on a CPU machine was killed for memory; now it stops before building anything."""
+    from deco_bench.bench import memory_need
+    from deco_bench.models import get_preset
+
+    seen = []
+    monkeypatch.setattr(memory_need, "available_bytes", lambda device: seen.append(device) or (8e9, "test limit"))
+    out = tmp_path / "b.json"
+    assert bd.main(["--presets", "deco-xl", "--device", "cpu", "--out", str(out)]) == 2
+    need = memory_need.training_need(get_preset("deco-xl", num_classes=1000), batch=32, resolution=256, bf16=False,
+                                     encoder="dinov2-b14")
+    assert capsys.readouterr().err == (
+        f"breakdown: refusing to start: deco-xl at batch 32, 256 px needs about {need.total_bytes / 1e9:.1f} GB "
+        f"(weights, gradients, optimiser and EMA {need.states_bytes / 1e9:.1f} GB, REPA encoder "
+        f"{need.encoder_bytes / 1e9:.1f} GB, activations {need.activation_bytes / 1e9:.1f} GB) but this machine has "
+        f"8.0 GB available (test limit); pass a smaller --presets (e.g. deco-s,baseline-s), --batch or --resolution, "
+        f"or run on a GPU with more memory\n")
+    assert [d.type for d in seen] == ["cpu"] and not out.exists()
+    assert 50e9 < need.total_bytes < 60e9  # float32 on CPU: 682M parameters x 20 bytes + ~41 GB of activations
+
+
+def test_the_cpu_default_is_the_embedded_pair(monkeypatch, tmp_path, capsys):
+    """Without --presets on CPU: deco-s,baseline-s at 32 px, batch 8, and a line saying so (stopped at the memory
+    check here, so that nothing is measured)."""
+    from deco_bench.bench import memory_need
+
+    monkeypatch.setattr(memory_need, "available_bytes", lambda device: (1.0, "test limit"))
+    assert bd.main(["--device", "cpu", "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("breakdown: no CUDA device: measuring deco-s,baseline-s at 32 px, batch 8 (the paper's "
+                      "deco-xl,baseline-xl need a GPU; --presets chooses)")
+    assert len(err) == 2 and err[1].startswith("breakdown: refusing to start: baseline-s at batch 8, 32 px needs ")

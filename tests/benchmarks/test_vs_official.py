@@ -1,15 +1,15 @@
 """Our DeCo/baseline against the official implementation, same weights, same machine (issue item 5).
 
-Needs a checkout of github.com/Zehong-Ma/DeCo at /work/official or in env DECO_OFFICIAL_REPO (imported and run,
-never copied); skipped otherwise. The pytest-benchmark groups put official and ours side by side; the ratio tests
+Needs a checkout of github.com/Zehong-Ma/DeCo named by env DECO_OFFICIAL (imported and run, never copied); skipped
+otherwise, with the reason. The pytest-benchmark groups put official and ours side by side; the ratio tests
 assert the acceptance criteria: train step and guided sampler no slower (within measurement noise), sampler
 clearly faster where guidance is inactive (we skip the unconditional half; the official sampler does not).
 For one JSON with all ratios: python -m deco_bench.bench.vs_official --official PATH --out bench/vs_official.json
+(or with DECO_OFFICIAL set, without --official)
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 
 import pytest
@@ -18,18 +18,19 @@ import torch
 from deco_bench.bench import vs_official as vs
 from deco_bench.bench.timing import synchronize
 
-REPO = vs.official_repo(os.environ.get("DECO_OFFICIAL_REPO") or "/work/official")
-pytestmark = pytest.mark.skipif(REPO is None, reason="official DeCo checkout not found: clone "
-                                "github.com/Zehong-Ma/DeCo and set DECO_OFFICIAL_REPO=/path/to/it")
+REPO, WHY = vs.find_official(flag=None)  # from env DECO_OFFICIAL
+pytestmark = pytest.mark.skipif(REPO is None, reason=WHY)
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 NOISE = 1.10  # "no slower": ours / official median <= 1.10 on a shared machine (interleaved pairs)
 
 
 @pytest.fixture(scope="module", params=["deco", "baseline"])
 def pair(request):
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # stable CPU numbers on a shared machine
     official, ours = vs.build_pair(request.param, REPO)
-    return request.param, official.to(DEVICE), ours.to(DEVICE)
+    yield request.param, official.to(DEVICE), ours.to(DEVICE)
+    torch.set_num_threads(threads)
 
 
 def synced(fn):
