@@ -31,7 +31,7 @@ class StepSource:
 
 
 def model_sources(model: str) -> dict[str, StepSource]:
-    """The per-model outputs that carry a step, keyed as load_inputs keys them (report.context)."""
+    """The per-model outputs that carry a step, keyed as load_inputs keys them (report.inputs)."""
     return {"metrics": StepSource(f"metrics/{model}.json", "train_step", f"evaluate@{model}"),
             "sample_info": StepSource(f"previews/{model}.json", "train_step", f"sample@{model}"),
             "train_summary": StepSource(f"metrics/train/{model}.json", "steps", f"train@{model}")}

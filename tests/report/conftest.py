@@ -43,7 +43,8 @@ def complete_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def complete_report(complete_root: Path) -> Path:
-    from deco_bench.report.context import build_context, load_inputs
+    from deco_bench.report.context import build_context
+    from deco_bench.report.inputs import load_inputs
     from deco_bench.report.render import render
 
     out = complete_root / "reports" / "index.html"

@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from deco_bench import paper
-from deco_bench.report.context import build_context, load_inputs, sample_grid
+from deco_bench.report.context import build_context
+from deco_bench.report.grid import sample_grid
+from deco_bench.report.inputs import load_inputs
 from deco_bench.report.render import render
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "report"

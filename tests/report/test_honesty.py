@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from deco_bench.io import DecoBenchError
-from deco_bench.report.context import build_context, load_inputs
+from deco_bench.report.context import build_context
+from deco_bench.report.inputs import load_inputs
 from deco_bench.report.render import render
 from deco_bench.report.steps import TrainStepMismatchError
 from deco_bench.report.svg import PALETTE

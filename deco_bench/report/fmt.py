@@ -1,0 +1,45 @@
+"""How the report shows numbers and metrics: fmt / fmt_interval (None and non-finite as "n/a", never an empty cell),
+metric_name (embedded metrics keep their own names: "FD (embedded feature net)", never "FID") and LOWER_IS_BETTER.
+
+A new metric is registered here: its display name in METRIC_NAMES, and its key in LOWER_IS_BETTER if lower is better.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+METRIC_NAMES = {
+    "fid": "FID", "sfid": "sFID", "is": "IS", "precision": "Precision", "recall": "Recall", "kid": "KID",
+    "fd_embed": "FD (embedded feature net)", "is_embed": "IS (embedded feature net)",
+    "precision_embed": "Precision (embedded feature net)", "recall_embed": "Recall (embedded feature net)",
+    "kid_embed": "KID (embedded feature net)", "fd_dinov2": "FD (DINOv2)",
+}
+LOWER_IS_BETTER = {"fid", "sfid", "kid", "fd_embed", "kid_embed", "fd_dinov2"}
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    """A number as text; None (not measured) as 'n/a' -- never an empty cell."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            return "n/a"
+        return f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.4g}"
+    return str(v)
+
+
+def fmt_interval(iv: Any, digits: int = 3) -> str:
+    if not iv or len(iv) != 2:
+        return "n/a"
+    return f"[{fmt(iv[0], digits)}, {fmt(iv[1], digits)}]"
+
+
+def metric_name(key: str) -> str:
+    return METRIC_NAMES.get(key, key)

@@ -1,0 +1,169 @@
+"""Reading the stage outputs: load_inputs(root) -> one plain dict of everything the report shows.
+
+Reads the standard paths of docs/outputs.md (PATHS, plus per model metrics/<m>.json, metrics/train/<m>.json,
+previews/<m>.json and previews/<m>.npz) for exactly the models of params `models:` (other files in metrics/,
+previews/ are stray outputs of removed models and are not read); absent files are None / missing keys, unreadable
+ones are listed in "errors". Also here: the named problems a section states instead of its data -- not_ran (no
+output file), unrecognised (a file without the keys its section needs, found by missing_keys).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deco_bench.io import DecoBenchError, load_npz
+from deco_bench.report.grid import png_data_uri, sample_grid
+
+# Standard paths (docs/outputs.md), relative to the repository root.
+BENCH_SCHEMA = "deco-bench/bench-results/1"  # deco_bench/stages/bench.py SCHEMA
+PATHS = {
+    "params": "params.yaml", "dvc_lock": "dvc.lock", "data_info": "data/info.json",
+    "bench": "bench/results.json", "bench_recordings": "bench/recordings", "spectrum": "spectrum/spectrum.json",
+    "ablation": "ablation/tables.json", "curves": "convergence/curves.json", "speedup": "convergence/speedup.json",
+}
+
+
+def not_ran(stage: str, path: str) -> dict:
+    return {"ran": False, "message": f"The {stage} stage did not run (no {path})."}
+
+
+def unrecognised(stage: str, path: str, missing: list[str]) -> dict:
+    return {"ran": False, "message": f"The {stage} output {path} is in an unrecognised format "
+                                     f"(missing keys: {', '.join(missing)}); its section is left out."}
+
+
+def missing_keys(obj: Any, keys: tuple) -> list[str]:
+    """The keys of `keys` that `obj` lacks (all of them when it is not a dict): those unrecognised() names."""
+    if not isinstance(obj, dict):
+        return list(keys)
+    return [k for k in keys if k not in obj]
+
+
+def _read_json(path: Path, errors: dict) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        errors[str(path)] = f"could not be read: {e}"
+        return None
+
+
+def _mtime(path: Path) -> str | None:
+    try:
+        return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+    except OSError:
+        return None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "numpy", "dvc", "torch-fidelity", "clean-fid", "jinja2", "deco-bench"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _hardware() -> dict:
+    hw = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+          "gpu": "none visible"}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            hw["gpu"] = torch.cuda.get_device_name(0)
+    except Exception as e:  # the report must render without a working torch
+        hw["gpu"] = f"unknown ({type(e).__name__})"
+    return hw
+
+
+def _grids(root: Path, model_keys: list[str], errors: dict, per_class: int, max_classes: int) -> dict:
+    out = {}
+    for m in model_keys:
+        path = root / "previews" / f"{m}.npz"
+        if not path.exists():
+            continue
+        try:
+            arrays = load_npz(path, keys=["arr_0", "labels"])
+            grid, classes = sample_grid(arrays["arr_0"], arrays["labels"], per_class=per_class,
+                                        max_classes=max_classes)
+        except (DecoBenchError, ValueError, KeyError, OSError) as e:
+            errors[str(path)] = f"could not be read: {e}"
+            continue
+        out[m] = {"uri": png_data_uri(grid), "classes": classes, "per_class": per_class,
+                  "num_images": int(arrays["arr_0"].shape[0]), "tile": int(grid.shape[0] // max(len(classes), 1)),
+                  "width": int(grid.shape[1]), "height": int(grid.shape[0]), "path": str(path.relative_to(root))}
+    return out
+
+
+def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classes: int = 8,
+                environment: bool = True) -> dict:
+    """Everything the report reads, from the standard paths under `root`. Absent files are None / missing keys;
+    unreadable ones are listed in "errors" (the report says so instead of crashing)."""
+    root = Path(root)
+    errors: dict[str, str] = {}
+    params = None
+    if (root / PATHS["params"]).exists():
+        try:
+            params = yaml.safe_load((root / PATHS["params"]).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            errors[PATHS["params"]] = f"could not be read: {e}"
+    models = (params or {}).get("models")
+    model_keys = [str(k) for k in models] if isinstance(models, dict) else []  # only these: never a stray file
+    per_model: dict[str, dict] = {}
+    dates: dict[str, str] = {}
+    for m in model_keys:
+        entry = {}
+        for name, rel in (("metrics", f"metrics/{m}.json"), ("train_summary", f"metrics/train/{m}.json"),
+                          ("sample_info", f"previews/{m}.json")):
+            v = _read_json(root / rel, errors)
+            if v is not None:
+                entry[name] = v
+                dates[rel] = _mtime(root / rel)
+        per_model[m] = entry
+    single = {}
+    for name in ("data_info", "bench", "spectrum", "ablation", "curves", "speedup"):
+        single[name] = _read_json(root / PATHS[name], errors)
+        if single[name] is not None:
+            dates[PATHS[name]] = _mtime(root / PATHS[name])
+    recordings = []
+    rec_dir = root / PATHS["bench_recordings"]
+    for p in sorted(rec_dir.glob("*.json")) if rec_dir.is_dir() else []:
+        v = _read_json(p, errors)
+        if isinstance(v, dict) and v.get("schema", BENCH_SCHEMA) != BENCH_SCHEMA:
+            continue  # another kind of committed result (bench/recordings/checks/ is where they belong)
+        if v is not None:
+            recordings.append({"file": str(p.relative_to(root)), **(v if isinstance(v, dict) else {"data": v})})
+    dvc_lock = None
+    if (root / PATHS["dvc_lock"]).exists():
+        try:
+            dvc_lock = yaml.safe_load((root / PATHS["dvc_lock"]).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            errors[PATHS["dvc_lock"]] = f"could not be read: {e}"
+    provenance = {"git_rev": _git(root, "rev-parse", "HEAD"),
+                  "git_dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no")),
+                  "dvc_lock": dvc_lock, "dates": dates}
+    if environment:
+        provenance.update(versions=_versions(), hardware=_hardware())
+    return {"params": params, "models": per_model, **single, "bench_recordings": recordings,
+            "grids": _grids(root, model_keys, errors, per_class, max_classes), "provenance": provenance,
+            "errors": errors}
