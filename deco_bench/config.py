@@ -19,8 +19,10 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from deco_bench.data.embedded import MAX_EMBEDDED_CLASSES
 from deco_bench.io import DecoBenchError
-
+from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
+from deco_bench.models import PRESETS, ModelConfig, get_preset
 
 # A model name is a folder name (runs/<name>) and part of DVC stage names (train@<name>): nothing path-like.
 MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -381,8 +383,6 @@ def _is_number(v: Any) -> bool:
 def _check_combinations(p: Params, problems: list) -> None:
     """Checks that involve several keys. A check runs only when every key it reads passed its own type and range
     check, so one parameter file yields all its problems at once and a wrongly typed value cannot crash a check."""
-    from deco_bench.data.embedded import MAX_EMBEDDED_CLASSES
-    from deco_bench.models import PRESETS, ModelConfig
 
     reported = [k for k, _ in problems]
 
@@ -455,7 +455,6 @@ def _check_combinations(p: Params, problems: list) -> None:
 
 def _check_stage_sections(p: Params, ok, problems: list) -> None:
     """Rules of the later stages' sections (sample sets, convergence, spectrum, bench, report) across sections."""
-    from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
 
     if ok("sample.num_images", "data.num_classes") and p.sample.num_images < p.data.num_classes:
         problems.append(("sample.num_images", f"{p.sample.num_images} images cannot hold one of each of the "
@@ -552,7 +551,6 @@ def to_dict(obj: Any) -> Any:
 
 def model_config(p: Params, name: str):
     """The ModelConfig of model `name`: its preset with the entry's `arch` overrides and the data's class count."""
-    from deco_bench.models import get_preset
 
     entry = p.model(name)
     overrides = {"num_classes": p.data.num_classes, **entry.arch}

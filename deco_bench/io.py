@@ -10,10 +10,13 @@ explicit allow-list) or `load_npz` (``allow_pickle=False``).
 
 from __future__ import annotations
 
+import argparse
+import collections
 import contextlib
 import hashlib
 import json
 import os
+import pathlib
 import pickle
 import shutil
 import tempfile
@@ -132,13 +135,8 @@ def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> dict
 # Globals a plain checkpoint (ours, or an official Lightning .ckpt) may legitimately reference. Everything else,
 # in particular any callable, is refused by torch's weights-only unpickler.
 def _safe_globals() -> list[Any]:
-    import collections
-    import pathlib
-
     allowed: list[Any] = [collections.OrderedDict, collections.defaultdict, pathlib.PosixPath, pathlib.PurePosixPath]
     with contextlib.suppress(Exception):
-        import argparse
-
         allowed.append(argparse.Namespace)
     return allowed
 

@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from deco_bench.config import SampleParams
+from deco_bench.diffusion.sampler import class_balanced_labels, euler_sample, heun_sample, sample_noise
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -16,12 +16,14 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(model: nn.Module, indices: Iterable[int], *, sp: SampleParams, seed: int, num_classes: int,
+def generate(model: nn.Module, indices: Iterable[int], *, sp, seed: int, num_classes: int,
              resolution: int, device: torch.device, null_label: int,
              on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N,H,W,3) uint8 and labels (N,) for the given sample indices, class-balanced (label = i mod C)."""
-    from deco_bench.diffusion.sampler import class_balanced_labels, euler_sample, heun_sample, sample_noise
+    """Images (N,H,W,3) uint8 and labels (N,) for the given sample indices, class-balanced (label = i mod C).
 
+    `sp` holds the sampler settings by name (the `sample:` section, config.SampleParams): sampler, batch_size,
+    num_steps, cfg_scale, guidance_interval, timeshift.
+    """
     indices = list(indices)
     solver = euler_sample if sp.sampler == "euler" else heun_sample
     images, labels = [], []

@@ -19,10 +19,14 @@ import numpy as np
 import torch
 
 from deco_bench.io import DecoBenchError
-from deco_bench.metrics import adm_npz, bootstrap as bs, weights
+from deco_bench.metrics import adm_npz, weights
+from deco_bench.metrics import bootstrap as bs
 from deco_bench.metrics.adm_npz import TooFewImagesError
+from deco_bench.metrics.dinov2 import load_extractor as load_dinov2_extractor
+from deco_bench.metrics.embed_net import load_feature_extractor
 from deco_bench.metrics.features import extract_npz
 from deco_bench.metrics.frechet import FeatureStats, FrechetToReference, frechet_distance
+from deco_bench.metrics.inception import InceptionFeatures
 from deco_bench.metrics.isc import ADM_SPLIT_SIZE, inception_score
 from deco_bench.metrics.kid import KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, kid
 from deco_bench.metrics.prdc import ADM_K, manifold_membership
@@ -150,8 +154,6 @@ def _reference(reference_npz: str | os.PathLike, extractor, *, batch_size: int, 
 
 
 def _inception(inception_weights, inception_sha256) -> "InceptionFeatures":
-    from deco_bench.metrics.inception import InceptionFeatures
-
     if inception_weights is None:
         raise weights.MissingFileError("feature_space='inception' needs inception_weights (a local file path)")
     path = weights.resolve(weights.INCEPTION, inception_weights, expected_sha256=inception_sha256)
@@ -177,8 +179,6 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
     if feature_space == "inception":
         extractor, names = _inception(inception_weights, inception_sha256), INCEPTION_NAMES
     elif feature_space == "embed":
-        from deco_bench.metrics.embed_net import load_feature_extractor
-
         if feature_net_path is None:
             raise weights.MissingFileError("feature_space='embed' needs feature_net_path (the trained EmbedNet)")
         extractor, names = load_feature_extractor(feature_net_path), EMBED_NAMES
@@ -186,7 +186,6 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
         raise ValueError(f"feature_space must be 'embed' or 'inception', got {feature_space!r}")
     dino = None
     if dinov2_weights is not None:  # resolved before any extraction: a missing or wrong file fails fast
-        from deco_bench.metrics.dinov2 import load_extractor as load_dinov2_extractor
 
         dino = load_dinov2_extractor(dinov2_weights, arch=dinov2_arch, sha256=dinov2_sha256)
     samples = extract_npz(samples_npz, extractor, num_images=num_images_expected, batch_size=batch_size,

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deco_bench.io import atomic_torch_save, safe_torch_load, sha256_file
+from deco_bench.metrics.adm_npz import check_images
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,6 @@ def train_feature_net(images: np.ndarray, labels: np.ndarray, *, epochs: int = 8
                       batch_size: int = 64, lr: float = 2e-3, width: int = 32,
                       feature_dim: int = 128) -> tuple[EmbedNet, dict]:
     """Train the classifier on uint8 (N, H, W, 3) images with int labels; returns (model in eval mode, info)."""
-    from deco_bench.metrics.adm_npz import check_images
 
     check_images(images, "evaluation-network training images")
     labels = np.asarray(labels, dtype=np.int64)

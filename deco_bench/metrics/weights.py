@@ -1,10 +1,10 @@
-"""Feature-extractor weights and reference batches, offline first: a manifest with checksums, explicit paths,
-opt-in download, and one check of every file a parameter set names (run by the first stage, `prepare`).
+"""Feature-extractor weights and reference batches, offline only: a manifest with checksums, explicit paths,
+and one check of every file a parameter set names (run by the first stage, `prepare`).
 
 Where a file is looked up (resolve): the `path` argument if given; else `<cache_dir>/<filename>`, where cache_dir is
 the argument, else $DECO_BENCH_WEIGHTS, else ~/.cache/deco-bench/weights. A missing file or a checksum mismatch
 raises an error naming the file, its expected sha256 (or that none is published) and where to obtain it. Nothing is
-downloaded unless `allow_download=True`. The profiles in experiments/ name these files as `weights/<filename>`, with
+ever downloaded. The profiles in experiments/ name these files as `weights/<filename>`, with
 exactly the manifest's file names.
 
 The whole-parameter-set check: `required_files(params)` lists every weights/reference file the parameters name,
@@ -15,12 +15,11 @@ The whole-parameter-set check: `required_files(params)` lists every weights/refe
 from __future__ import annotations
 
 import os
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from deco_bench.io import ChecksumError, DecoBenchError, MissingFileError, atomic_path, sha256_file
+from deco_bench.io import ChecksumError, DecoBenchError, MissingFileError, sha256_file
 
 if TYPE_CHECKING:
     from deco_bench.config import Params
@@ -125,7 +124,7 @@ def _get_it(entry: WeightsEntry, place: Path) -> str:
 
 def _where(entry: WeightsEntry, folder: Path) -> str:
     return (_get_it(entry, folder / entry.filename) + f"; or pass its path explicitly, or set ${ENV_CACHE_DIR} to "
-            "the folder holding it. Downloading is opt-in (allow_download=True).")
+            "the folder holding it.")
 
 
 def verify(path: str | os.PathLike, expected_sha256: str | None, what: str, where: str = "",
@@ -143,7 +142,7 @@ def verify(path: str | os.PathLike, expected_sha256: str | None, what: str, wher
 
 
 def resolve(name: str, path: str | os.PathLike | None = None, *, cache_dir_override: str | os.PathLike | None = None,
-            allow_download: bool = False, expected_sha256: str | None = _FROM_MANIFEST) -> Path:
+            expected_sha256: str | None = _FROM_MANIFEST) -> Path:
     """Local, checksum-verified path of manifest entry `name`.
 
     expected_sha256: "manifest" (default) checks the manifest's hash; a hash checks that one; None checks nothing.
@@ -156,8 +155,6 @@ def resolve(name: str, path: str | os.PathLike | None = None, *, cache_dir_overr
     expected = entry.sha256 if from_manifest else expected_sha256
     folder = cache_dir(cache_dir_override)
     target = Path(path).expanduser() if path is not None else folder / entry.filename
-    if not target.is_file() and allow_download:
-        _download(entry.url, target)
     what = f"{entry.name} ({entry.note})"
     if not target.is_file():
         verify(target, expected, what, _where(entry, folder), entry)  # raises MissingFileError
@@ -171,12 +168,6 @@ def resolve(name: str, path: str | os.PathLike | None = None, *, cache_dir_overr
                             + _where(entry, folder))
     verify(target, expected, what, _where(entry, folder), entry)
     return target
-
-
-def _download(url: str, target: Path) -> None:
-    with atomic_path(target) as tmp, urllib.request.urlopen(url) as response, open(tmp, "wb") as f:
-        while block := response.read(1 << 20):
-            f.write(block)
 
 
 # ------------------------------------------------------------------------------ every file a parameter set names

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from deco_bench.config import Params, load_params, to_dict
-from deco_bench.io import DecoBenchError, atomic_write_json
+from deco_bench.io import DecoBenchError, atomic_write_json, sha256_file
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -78,8 +78,6 @@ def relaunch_with_torchrun(params: Params, module: str, argv: list[str]) -> None
 
 
 def file_digest(path: str | Path) -> str:
-    from deco_bench.io import sha256_file
-
     return sha256_file(path)[:16]
 
 

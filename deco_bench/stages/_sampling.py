@@ -13,7 +13,10 @@ import numpy as np
 import torch
 
 from deco_bench import config as cfgmod
+from deco_bench.diffusion.generate import generate
 from deco_bench.io import CorruptFileError, atomic_savez, check_free_space, load_npz, safe_torch_load
+from deco_bench.models import ModelConfig, build_model
+from deco_bench.models.loading import load_weights_strict
 from deco_bench.stages import _common
 from deco_bench.training.distributed import barrier, cleanup, init_distributed
 from deco_bench.training.resume import check_weights_step
@@ -26,8 +29,6 @@ def load_ema_model(weights: Path, device: torch.device, expected_step: int | Non
     The file's recorded step (and run name) must be the ones the caller claims: a sample set is never labelled
     with a step its weights do not have.
     """
-    from deco_bench.models import ModelConfig, build_model
-    from deco_bench.models.loading import load_weights_strict
 
     state = safe_torch_load(weights)
     if (not isinstance(state, dict) or not isinstance(state.get("meta"), dict) or "ema" not in state
@@ -48,7 +49,6 @@ def sample_set(weights: Path, out_npz: Path, shard_dir: Path, *, sp: cfgmod.Samp
     Returns the training step of the weights (checked against `expected_step` when given); out_npz records it as
     `train_step` beside ADM's `arr_0` and the `labels`.
     """
-    from deco_bench.diffusion.generate import generate
 
     dist_info = init_distributed(device_req)
     if dist_info.is_main:  # shards + the assembled npz, uncompressed uint8

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from deco_bench import config as cfgmod
 from deco_bench.io import CorruptFileError, MissingFileError, atomic_write_json
+from deco_bench.report.steps import StepSource, check_steps
 from deco_bench.stages import _common
+from deco_bench.studies.ablation import build_tables
 
 
 def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
@@ -36,9 +38,7 @@ def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
 
 def run(params_path: str, metrics_dir: Path, out_dir: Path) -> None:
     p = _common.setup(params_path)
-    from deco_bench.studies.ablation import build_tables
 
-    from deco_bench.report.steps import StepSource, check_steps
 
     metrics = read_metrics(metrics_dir, p.models)
     check_steps([(StepSource(str(metrics_dir / f"{m}.json"), "train_step", f"evaluate@{m}"), doc)

@@ -22,10 +22,10 @@ import torch
 from deco_bench import config as cfgmod
 from deco_bench.bench import env as envmod
 from deco_bench.bench.params import paper_gpu_profile
-from deco_bench.config import BenchParams
-from deco_bench.config import to_dict
 from deco_bench.bench.runner import ModelSpec, Recipe, Telemetry, autocast_dtype, run_benchmark
+from deco_bench.config import BenchParams, to_dict
 from deco_bench.io import atomic_write_json
+from deco_bench.models import get_preset
 from deco_bench.stages import _common
 
 SCHEMA = "deco-bench/bench-results/1"
@@ -46,7 +46,6 @@ def specs_from_params(p: cfgmod.Params, bp: BenchParams) -> list[ModelSpec]:
 
 def paper_specs() -> list[ModelSpec]:
     """DeCo-XL and Baseline-XL with the official recipes (docs/paper.md §5.1-5.2; paper.OFFICIAL_PROFILE_VALUES)."""
-    from deco_bench.models import get_preset
 
     common = dict(repa_weight=0.5, repa_align_layer=8, repa_encoder="dinov2-b14", lr=1e-4, ema_decay=0.9999)
     return [ModelSpec("deco", "DeCo-XL/16", "deco-xl", get_preset("deco-xl", num_classes=1000),

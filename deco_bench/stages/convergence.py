@@ -22,12 +22,12 @@ import sys
 from pathlib import Path
 
 from deco_bench import config as cfgmod
-from deco_bench.studies import convergence as cv
 from deco_bench.io import MissingFileError, atomic_write_json
 from deco_bench.metrics import evaluate_samples
 from deco_bench.metrics.api import LOWER_IS_BETTER
 from deco_bench.stages import _common
 from deco_bench.stages._sampling import sample_set
+from deco_bench.studies import convergence as cv
 from deco_bench.training.checkpoint import ckpt_name
 
 CODE_PACKAGES = ("diffusion", "models", "metrics")  # the code a point depends on: a change re-evaluates

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deco_bench.io import atomic_write_json, load_npz
 from deco_bench.config import to_dict
+from deco_bench.io import atomic_write_json, load_npz
+from deco_bench.metrics import save_feature_net, train_feature_net
+from deco_bench.metrics.embed_net import extract
 from deco_bench.stages import _common
 
 
@@ -24,8 +26,6 @@ def run(params_path: str, data_dir: Path, out: Path) -> None:
         atomic_write_json(out / "info.json", {"used": False, "reason": "evaluate.feature_space is inception"})
         (out / "net.pt").write_bytes(b"")  # declared output; empty = not used
         return
-    from deco_bench.metrics import save_feature_net, train_feature_net
-    from deco_bench.metrics.embed_net import extract
 
     train = load_npz(data_dir / "train.npz", ["images", "labels"])
     ref = load_npz(data_dir / "reference.npz", ["arr_0", "labels"])

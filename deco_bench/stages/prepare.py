@@ -17,22 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-from deco_bench.io import atomic_savez, atomic_write_json, sha256_cached
 from deco_bench.config import to_dict
+from deco_bench.data import build_embedded_dataset
+from deco_bench.data.imagenet import check_image_folder, resolve_imagenet_root
+from deco_bench.io import atomic_savez, atomic_write_json, sha256_cached
+from deco_bench.metrics import weights
 from deco_bench.stages import _common
 
 
 def run(params_path: str, out: Path) -> None:
     p = _common.setup(params_path)
-    from deco_bench.metrics import weights
 
     # before anything else: raises naming every bad file (hashes remembered per path, size and mtime)
     checks = weights.verify_all(weights.required_files(p), hasher=sha256_cached)
     info: dict = {"source": p.data.source, "resolution": p.data.resolution, "scale": p.run.scale,
                   "files": {c.file.param: {"path": str(c.file.path), "sha256": c.sha256} for c in checks}}
     if p.data.source == "embedded":
-        from deco_bench.data import build_embedded_dataset
-
         ds = build_embedded_dataset(resolution=p.data.resolution, num_classes=p.data.num_classes,
                                     train_per_class=p.data.train_per_class, ref_per_class=p.data.ref_per_class,
                                     seed=p.run.seed)
@@ -42,8 +42,6 @@ def run(params_path: str, out: Path) -> None:
                     num_reference=int(len(ds.ref_labels)),
                     train_class_counts=np.bincount(ds.train_labels, minlength=p.data.num_classes).tolist())
     else:
-        from deco_bench.data.imagenet import check_image_folder, resolve_imagenet_root
-
         root = resolve_imagenet_root(p.data.imagenet_root)
         summary = check_image_folder(root, resolution=p.data.resolution, expect_num_classes=p.data.num_classes)
         info.update(root=str(root), summary=to_dict(summary))

@@ -16,14 +16,15 @@ from pathlib import Path
 
 from deco_bench import config as cfgmod
 from deco_bench.io import atomic_write_text
+from deco_bench.report.context import build_context
+from deco_bench.report.inputs import load_inputs
+from deco_bench.report.render import render
 from deco_bench.stages import _common
 
 
 def run(params_path: str, root: Path, out: Path) -> None:
     p = cfgmod.load_params(params_path)
     rp = p.report
-    from deco_bench.report.context import build_context, load_inputs
-    from deco_bench.report.render import render
 
     inputs = load_inputs(root, per_class=rp.per_class, max_classes=rp.max_classes)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

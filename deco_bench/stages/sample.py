@@ -18,7 +18,6 @@ from deco_bench.io import atomic_savez, atomic_write_json, load_npz
 from deco_bench.stages import _common
 from deco_bench.stages._sampling import load_ema_model, sample_set  # noqa: F401  (load_ema_model: public here too)
 
-
 PREVIEW_PER_CLASS = 8  # images per class kept for the report's sample grids
 PREVIEW_MAX_CLASSES = 16
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from deco_bench import config as cfgmod
+from deco_bench import paper
 from deco_bench.io import atomic_write_json, atomic_write_text
 from deco_bench.stages import _common
+from deco_bench.stages._sampling import load_ema_model
+from deco_bench.studies.spectrum import capture_spectra, fig4_svg
+from deco_bench.training.distributed import resolve_device
 
 
 def ratios(tensors: dict[str, dict]) -> dict:
@@ -26,10 +30,6 @@ def ratios(tensors: dict[str, dict]) -> dict:
 def run(params_path: str, weights: dict[str, Path], out_dir: Path) -> None:
     p = _common.setup(params_path)
     sp = p.spectrum
-    from deco_bench import paper
-    from deco_bench.studies.spectrum import capture_spectra, fig4_svg
-    from deco_bench.stages._sampling import load_ema_model
-    from deco_bench.training.distributed import resolve_device
 
     device = resolve_device(p.run.device)
     results = {}

@@ -17,29 +17,27 @@ import numpy as np
 import torch
 
 from deco_bench import config as cfgmod
-from deco_bench.io import CorruptFileError, atomic_write_json, check_free_space, load_npz
+from deco_bench.data import ArrayDataset
+from deco_bench.data.imagenet import ImageFolderDataset, resolve_imagenet_root
+from deco_bench.diffusion.encoders import build_encoder as build
+from deco_bench.io import CorruptFileError, atomic_write_json, check_free_space, load_npz, safe_torch_load
+from deco_bench.models import build_model, count_parameters
 from deco_bench.stages import _common
-from deco_bench.training import checkpoint as ckpt
-from deco_bench.training.distributed import cleanup, init_distributed
+from deco_bench.training.distributed import barrier, cleanup, init_distributed
 from deco_bench.training.loop import train
 from deco_bench.training.resume import reconcile, trajectory_meta
 
 
 def load_dataset(p: cfgmod.Params, data_dir: Path):
     if p.data.source == "embedded":
-        from deco_bench.data import ArrayDataset
-
         arrays = load_npz(data_dir / "train.npz", ["images", "labels"])
         return ArrayDataset(arrays["images"], arrays["labels"])
-    from deco_bench.data.imagenet import ImageFolderDataset, resolve_imagenet_root
 
     return ImageFolderDataset(resolve_imagenet_root(p.data.imagenet_root), p.data.resolution,
                               on_bad_image=p.data.on_bad_image)
 
 
 def build_encoder(p: cfgmod.Params, model_cfg):
-    from deco_bench.diffusion.encoders import build_encoder as build
-
     return build(p.train.repa_encoder, weights_path=p.train.repa_encoder_weights or None,
                  image_size=p.data.resolution, patch_size=model_cfg.patch_size, seed=p.run.seed)
 
@@ -47,7 +45,6 @@ def build_encoder(p: cfgmod.Params, model_cfg):
 def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Path) -> None:
     p = _common.setup(params_path)
     _common.relaunch_with_torchrun(p, "deco_bench.stages.train", sys.argv[1:])
-    from deco_bench.models import build_model, count_parameters
 
     entry = p.model(name)
     model_cfg = cfgmod.model_config(p, name)
@@ -60,14 +57,11 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
         check_free_space(out, n_bytes * (4 * (p.train.keep_last + 1) + len(p.train.eval_ckpt_steps) + 1),
                          f"train@{name} (checkpoints)")
     note = reconcile(out, meta, p.train.steps, list(p.train.eval_ckpt_steps)) if dist_info.is_main else ""
-    from deco_bench.training.distributed import barrier
 
     barrier()
     dataset = load_dataset(p, data_dir)
     init_state = None
     if entry.init_from:
-        from deco_bench.io import safe_torch_load
-
         loaded = safe_torch_load(entry.init_from)
         init_state = loaded.get("ema") if isinstance(loaded, dict) else None
         if not isinstance(init_state, dict):

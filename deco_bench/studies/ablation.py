@@ -16,6 +16,9 @@ from typing import Any, Mapping
 
 from deco_bench import paper
 from deco_bench.config import ModelEntry, Params
+from deco_bench.metrics.api import LOWER_IS_BETTER, compare
+from deco_bench.metrics.bootstrap import CI_LEVEL
+from deco_bench.models import get_preset, matched_decoder_hidden
 
 LOSS_FIELDS = ("freqfm_weight", "freqfm_quality", "freqfm_gamma", "repa_weight", "null_condition_p")
 NOT_RUN = "not run at this profile"
@@ -62,7 +65,6 @@ TABLE1_ROWS: dict[str, tuple[str, dict]] = {
 
 def _resolved(entry: Mapping | ModelEntry) -> dict:
     """Everything that makes a variant: the preset's ModelConfig with its arch overrides, and the loss fields."""
-    from deco_bench.models import get_preset
 
     e = entry if isinstance(entry, ModelEntry) else ModelEntry(**dict(entry))
     cfg = get_preset(e.preset, **e.arch)
@@ -76,8 +78,6 @@ def _name(axis: Axis, setting: Any) -> str:
 
 
 def _variant(axis: Axis, setting: Any, base_preset: str, base: dict, match_decoder_params: bool) -> dict:
-    from deco_bench.models import get_preset, matched_decoder_hidden
-
     entry = {k: v for k, v in base.items() if k != "label"}
     entry.update(label=axis.label.format(setting))
     if not axis.in_arch:
@@ -104,7 +104,6 @@ def expand_ablation_grid(base_preset: str, *, axes: Mapping[str, tuple] | None =
     include_table1, the Table 1 rows. A setting equal to its axis's default is the base run itself (DeCo, or DeCo
     w/o FreqFM for axes (a) and (b)), so no configuration appears twice. With match_decoder_params the decoder
     patch-size variants get the decoder width whose parameter count matches the per-pixel decoder (Table 4(c))."""
-    from deco_bench.models import get_preset
 
     if not get_preset(base_preset).kind == "deco":
         raise ValueError(f"base_preset must be a DeCo preset, got {base_preset!r}")
@@ -197,7 +196,6 @@ def _ours(metrics_json: dict, key: str) -> dict:
 
 def _pair_test(a: dict, b: dict, key: str) -> dict:
     """metrics.api.compare on one metric of two metrics/<m>.json documents: b - a, its interval, significance."""
-    from deco_bench.metrics.api import compare
 
     def one(doc: dict) -> dict:
         out: dict = {"metrics": {key: doc["metrics"][key]}}
@@ -219,7 +217,6 @@ def _ranking(rows: list[dict], lower_is_better: bool, docs: Mapping[str, dict] |
     with whether each of our differences is significant (metrics.api.compare on `docs`, model -> metrics/<m>.json:
     the bootstrap interval of the difference, else non-overlapping intervals). Kendall τ is over the point values;
     `significance` says how many pairs behind it differ beyond their interval ("resolved": at least one)."""
-    from deco_bench.metrics.bootstrap import CI_LEVEL
 
     sign = 1.0 if lower_is_better else -1.0
     ours = [r for r in rows if r["ours"] and r["ours"]["value"] is not None]
@@ -314,8 +311,6 @@ def build_tables(metrics_by_model: dict[str, dict], params: Params, metric: str 
     FID / sFID / IS, the best setting of each side marked, the pairs our ranking orders differently, and which of
     our differences are significant. `train_steps`: the step the metrics files record, checked by the caller
     (stages.ablation); default params train.steps. It is stated in the protocol and as protocol.train_steps."""
-    from deco_bench.metrics.api import LOWER_IS_BETTER
-    from deco_bench.metrics.bootstrap import CI_LEVEL
 
     roles, unassigned = assign_roles(params)
     spaces = {m.get("feature_space") for m in metrics_by_model.values()}

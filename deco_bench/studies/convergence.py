@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from deco_bench.config import ConvergenceParams
+from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
 from deco_bench.metrics.bootstrap import CI_LEVEL
+from deco_bench.paper import FIG5
 
 EXACT, LOWER_BOUND, UPPER_BOUND, INDETERMINATE = "interpolated", "lower_bound", "upper_bound", "indeterminate"
 
@@ -39,8 +41,6 @@ EXACT, LOWER_BOUND, UPPER_BOUND, INDETERMINATE = "interpolated", "lower_bound", 
 
 
 def resolve_metric(conv: ConvergenceParams, feature_space: str) -> str:
-    from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
-
     if conv.metric != "auto":
         return conv.metric
     return (EMBED_NAMES if feature_space == "embed" else INCEPTION_NAMES).fd
@@ -275,7 +275,6 @@ def summarise(points: Mapping[str, list], logs: Mapping[str, Mapping[str, Sequen
 
 def paper_speedup() -> dict:
     """Our speed-up computation applied to the paper's Fig. 5 read-offs (paper scale: ImageNet 256, XL, FID-50K)."""
-    from deco_bench.paper import FIG5
 
     r = speedup(Curve(FIG5["iterations"], FIG5["baseline_fid"]), Curve(FIG5["iterations"], FIG5["deco_fid"]),
                 "final")

@@ -16,8 +16,10 @@ exactly one block, while at 256 px / patch 16 it is 16x16 = 4 blocks per channel
 from __future__ import annotations
 
 import math
+
 import torch
 
+from deco_bench.diffusion.sampler import class_balanced_labels, euler_sample, sample_noise
 from deco_bench.spectral.dct import BLOCK, block_dct2d, zigzag
 
 NUM_COEFFS = BLOCK * BLOCK
@@ -139,7 +141,6 @@ def capture_spectra(model, *, num_images: int, num_steps: int, seed: int, num_cl
     Image i uses the same noise and label as in the sample stage (seed, i), so the analysis sees the run's own
     trajectories. Returns {"num_images", "num_steps", "times", "cut", "tensors": accumulator.summary(cut)}.
     """
-    from deco_bench.diffusion.sampler import class_balanced_labels, euler_sample, sample_noise
 
     if num_images < 1 or batch_size < 1:
         raise ValueError(f"num_images and batch_size must be >= 1, got {num_images}, {batch_size}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
+from deco_bench import profiles
+from deco_bench.config import load_params
 from deco_bench.io import DecoBenchError
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from deco_bench import profiles
-
     if args.action == "list":
         for name in profiles.available():
             print(name)
@@ -28,8 +29,6 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from deco_bench.config import load_params
-
     p = load_params(args.params)
     print(f"{args.params}: valid (profile {p.run.profile!r}, {len(p.models)} models: {', '.join(p.models)})")
     return 0
@@ -52,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     cp.set_defaults(fn=None, module="deco_bench.tools.compare")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("gate", "compare"):  # these parse their own arguments
-        import importlib
 
         return importlib.import_module(sub.choices[argv[0]].get_default("module")).main(argv[1:])
     args = ap.parse_args(argv)

@@ -12,6 +12,7 @@ the interval of the replicate-wise difference, or non-overlapping intervals with
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from deco_bench.io import DecoBenchError, atomic_write_text
-from deco_bench.report.context import fmt, fmt_interval, metric_name
+from deco_bench.metrics.api import compare
+from deco_bench.report.fmt import fmt, fmt_interval, metric_name
+from deco_bench.report.render import render
 
 
 class RevisionNotFound(DecoBenchError):
@@ -68,7 +71,6 @@ def build_compare_context(exp_show: list, revs: list[str], full_metrics: dict[st
     The first revision is the reference; every other column shows its value, the difference and, for metrics
     with bootstrap data in both revisions, whether the difference exceeds the interval.
     """
-    from deco_bench.metrics.api import compare
 
     if len(revs) < 2:
         raise ValueError(f"a comparison needs at least two revisions, got {revs}")
@@ -161,9 +163,7 @@ def read_full_metrics(root: Path, rec: dict) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import datetime as dt
 
-    from deco_bench.report.render import render
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--revs", nargs="+", required=True, help="experiment names, git revisions or 'workspace'")
