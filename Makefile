@@ -11,7 +11,7 @@ TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 help:
 	@echo "make install  - create $(VENV) and install deco-bench into it (idempotent)"
 	@echo "make repro    - run the whole DVC pipeline on the active profile (embedded default) and print the report path"
-	@echo "make test     - run the test suite (CPU, < 10 min)"
+	@echo "make test     - lint, check the import layers, run the test suite (CPU, < 8 min)"
 	@echo "make bench    - run the pytest-benchmark suite (tests/benchmarks); compare with a saved run of this machine"
 	@echo "make bench-baseline - save this machine's run of the hot-path benchmarks for later 'make bench' comparisons"
 
@@ -24,7 +24,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' $(TORCH_PAIR)
 	touch $(STAMP)
 
+# ruff (lint) and lint-imports (the import layers of docs/architecture.md) first: seconds, and they fail fast.
 test: install
+	$(BIN)/ruff check deco_bench tests
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 # dvc runs each stage's `python -m ...` through PATH: the virtual environment's bin comes first.
@@ -40,7 +43,7 @@ BENCH_STORAGE ?= bench/baselines/pytest
 BENCH_FAIL    ?= median:25%
 BENCH_NAME    ?= local
 bench: install
-	@compare=$$($(BIN)/python -m deco_bench.bench.pytest_baseline --storage $(BENCH_STORAGE) --fail $(BENCH_FAIL) \
+	@compare=$$($(BIN)/python -m deco_bench.tools.pytest_baseline --storage $(BENCH_STORAGE) --fail $(BENCH_FAIL) \
 	  $(if $(BENCH_REQUIRE),--require)) || exit $$?; \
 	set -x; $(BIN)/python -m pytest tests/benchmarks --benchmark-enable \
 	  --benchmark-storage=file://$(BENCH_STORAGE) $$compare -q

@@ -25,7 +25,7 @@
 #   4. the real pipeline stages (prepare, train, sample) on the `smoke` profile with run.device cuda: the training
 #      loop's bf16 autocast, EMA, checkpointing and the sampler on CUDA -> DIR/checks/<gpu>-<date>-smoke-cuda.json
 #   5. where the XL train step's time goes: kernel categories (torch.profiler) against wall time, and the step
-#      with each block compiled (bench/breakdown.py)                    -> DIR/checks/<gpu>-<date>-breakdown.json
+#      with each block compiled (deco_bench/tools/breakdown.py)                    -> DIR/checks/<gpu>-<date>-breakdown.json
 # Time on one H200: about 8 minutes; the step limits add up to 13.5 (15 with --compile's 9 more). A step that needs
 # more GPU memory than is free stops at once with one line (the tools estimate it first).
 # A copy of the repository whose .git is missing or stale names its revision for the fingerprints:
@@ -122,7 +122,7 @@ if want 2; then
         echo "gpu_bench.sh: step 2 (ours vs official) skipped: $OFFICIAL_FROM=$OFFICIAL is not a DeCo checkout" \
              "(no src/models/transformer/dit_c2i_DeCo.py in it)"
     else
-        step "2. ours vs official, XL at 256 px" 120 "$PY" -m deco_bench.bench.vs_official --official "$OFFICIAL" \
+        step "2. ours vs official, XL at 256 px" 120 "$PY" -m deco_bench.tools.vs_official --official "$OFFICIAL" \
             --device cuda --size xl --repeats 7 --out "$CHK-vs-official-xl.json"
         keep "$CHK-vs-official-xl.json"
     fi
@@ -179,7 +179,7 @@ PYEOF
 fi
 
 if want 5; then
-    step "5. train-step breakdown, XL at 256 px" 300 "$PY" -m deco_bench.bench.breakdown \
+    step "5. train-step breakdown, XL at 256 px" 300 "$PY" -m deco_bench.tools.breakdown \
         --presets deco-xl,baseline-xl --resolution 256 --batch 32 --compile-blocks --out "$CHK-breakdown.json"
     keep "$CHK-breakdown.json"
 fi

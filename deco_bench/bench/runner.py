@@ -77,7 +77,7 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
     """A closure doing one full optimisation step on a fixed synthetic batch (see the module docstring).
 
     `transform(net)`, if given, changes the trained network in place after its EMA copy is taken (e.g. compiling
-    its blocks: bench.breakdown)."""
+    its blocks: tools.breakdown)."""
     from deco_bench.diffusion import path
     from deco_bench.diffusion.losses import RepaProjector
     from deco_bench.models import build_model
@@ -372,7 +372,7 @@ def run_benchmark(specs: list[ModelSpec], bp: BenchParams, device: torch.device,
                     for batch in sorted({1, size.sample_batch}):
                         say(f"{case_id} {s.name}: sampling {setting.name} at batch {batch}")
                         sample[setting.name][f"batch_{batch}"] = _guard(
-                            lambda: bench_sample(model, s.cfg, setting, batch, size, bp, device, dtype, telemetry, f_fwd,
+                            lambda m=model: bench_sample(m, s.cfg, setting, batch, size, bp, device, dtype, telemetry, f_fwd,
                                                  peak, step_cache), compile)
                 entry["sample"] = sample
                 models[s.name] = entry

@@ -11,7 +11,8 @@ from deco_bench.diffusion.sampler import class_balanced_labels, euler_sample, he
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float (B,3,H,W) -> uint8 (B,H,W,3), rounding as the official code (docs/paper.md §6: clip((x+1)*127.5+0.5))."""
+    """[-1, 1] float (B,3,H,W) -> uint8 (B,H,W,3), rounding as the official code does (docs/paper.md §6:
+    clip((x+1)*127.5+0.5))."""
     return ((x.float() + 1) * 127.5 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 

@@ -171,8 +171,9 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
 
     The cheap checks of `check_sample_set` come first: the count (a metric on fewer images than asked is never
     reported; a larger file is an error unless `allow_subset`, which scores its first images and says so in the
-    result's `subset_of`), and the resolution against `resolution` and the reference's images. With `dinov2_weights` (a local official DINOv2 .pth) fd_dinov2 is added, against the
-    reference's images (a statistics-only reference skips it).
+    result's `subset_of`), and the resolution against `resolution` and the reference's images. With
+    `dinov2_weights` (a local official DINOv2 .pth) fd_dinov2 is added, against the reference's images (a
+    statistics-only reference skips it).
     """
     check_sample_set(samples_npz, reference_npz, num_images_expected, resolution=resolution,
                      allow_subset=allow_subset)

@@ -1,7 +1,8 @@
 """DeCo: a DiT on 16x16 patch tokens (low frequencies) + an attention-free pixel decoder (high frequencies).
 
-Same computation as the official `dit_c2i_DeCo.PixNerDiT` (docs/paper.md §5.4, paper §3.2-3.3, Eq. 8-9). Compare with
-dit.py: the DiT trunk is identical; the AdaLN final layer is replaced by the pixel decoder below.
+Same computation as the official `dit_c2i_DeCo.PixNerDiT` (docs/paper.md §5.4, paper §3.2-3.3, Eq. 8-9). This file
+is laid out line for line like dit.py: `diff dit.py deco.py` shows only the pixel decoder below, which replaces the
+baseline's AdaLN final layer, and how the DiT output conditions it (s = SiLU(t_emb + DiT tokens)).
 
 Decoder tokens. The official decoder has one token per pixel (decoder patch size q = 1). For the ablation of paper
 Table 4(c) a decoder token may cover q x q pixels: inside each p x p DiT patch there are G x G decoder tokens
@@ -14,6 +15,9 @@ Interaction (Table 4(d)). 'adaln' (official): each decoder block is modulated (s
 condition. 'add' (UNet-like): the same cond_embed Linear maps each DiT token to G*G per-pixel features (a learned
 stride-p upsampling, like a pixel-shuffle / stride-p transposed convolution), which are ADDED to the decoder's
 hidden state once after input_proj; the blocks are then plain pre-LN residual MLPs without AdaLN.
+
+Shape letters: B batch, L patch tokens (= H/p * W/p), C hidden size, D head dim, p patch size; in the decoder
+G = p/q decoder tokens per patch side, d decoder width, F max_freqs.
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import NORM_EPS, PatchDiTTrunk, modulate
+from .layers import (NORM_EPS, DiTBlock, LabelEmbedder, TimestepEmbedder, check_inputs, modulate, patchify,
+                     rope_2d_angles)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output head: the pixel decoder
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def to_decoder_tokens(x: torch.Tensor, p: int, q: int) -> torch.Tensor:
@@ -77,7 +86,10 @@ class DecoderBlock(nn.Module):
 
 
 class PixelDecoder(nn.Module):
-    """Attention-free decoder: per-token MLP on (pixels, DCT position) conditioned on its DiT token."""
+    """Attention-free decoder: per-token MLP on (pixels, DCT position) conditioned on its DiT token.
+
+    Its weights are initialised by DeCo.initialize_weights (one initialize_weights per model, as official).
+    """
 
     def __init__(self, cfg):
         super().__init__()
@@ -93,24 +105,6 @@ class PixelDecoder(nn.Module):
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=NORM_EPS)
         self.final_linear = nn.Linear(d, c_in * q * q)
         self._pos_cache: dict[tuple, torch.Tensor] = {}
-
-    def initialize_weights(self) -> None:
-        # Parity with official SimpleMLPAdaLN: xavier + zero bias for its Linears, zero AdaLN and zero output
-        # (so v = 0 at init). pixel_embed (official NerfEmbedder, outside that module) keeps PyTorch's default.
-        if self.input_proj.weight.is_meta:  # meta tensors hold no values
-            return
-        for layer in [self.input_proj, self.cond_embed, self.final_linear]:
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
-        for block in self.blocks:
-            for layer in (block.fc1, block.fc2):
-                nn.init.xavier_uniform_(layer.weight)
-                nn.init.zeros_(layer.bias)
-            if block.modulation is not None:
-                nn.init.zeros_(block.modulation.weight)
-                nn.init.zeros_(block.modulation.bias)
-        nn.init.zeros_(self.final_linear.weight)
-        nn.init.zeros_(self.final_linear.bias)
 
     def position_features(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (str(device), dtype)
@@ -134,22 +128,111 @@ class PixelDecoder(nn.Module):
         return from_decoder_tokens(out, p, q, c_in, h, w)  # B 3 H W
 
 
-class DeCo(PatchDiTTrunk):
-    """v = PixelDecoder(x_t, s), s = SiLU(t_emb + DiT(patchify(x_t), c)) (official PixNerDiT)."""
+# ---------------------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class DeCo(nn.Module):
+    """v = PixelDecoder(x_t, s), s = SiLU(t_emb + DiT(patchify(x_t), c)), c = SiLU(t_emb + y_emb) (PixNerDiT)."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
+        super().__init__()
+        self.config = cfg
+        self.hidden_size = cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.num_classes = cfg.num_classes
+        self.patch_size = cfg.patch_size
+        self.in_channels = cfg.in_channels
+        p, c = cfg.patch_size, cfg.hidden_size
+        # Modules are created in this order; with initialize_weights below it fixes the weights under a seed.
+        self.patch_embed = nn.Linear(cfg.in_channels * p * p, c)
+        self.t_embedder = TimestepEmbedder(c)
+        self.y_embedder = LabelEmbedder(cfg.num_classes, c)
+        self.blocks = nn.ModuleList(DiTBlock(c, cfg.num_heads) for _ in range(cfg.depth))
         self.decoder = PixelDecoder(cfg)
+        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        self._init_trunk()
-        self.decoder.initialize_weights()
+        """Parity with the official initialize_weights (same calls in the same order)."""
+        if self.patch_embed.weight.is_meta:  # meta tensors hold no values (used to count parameters / FLOPs)
+            return
+        # DiT: xavier patch embedding, N(0, 0.02) label table and t-MLP weights; the DiT blocks keep PyTorch's
+        # default Linear init (the official code does not re-init them).
+        nn.init.xavier_uniform_(self.patch_embed.weight)
+        nn.init.zeros_(self.patch_embed.bias)
+        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
+        # Pixel decoder (official SimpleMLPAdaLN): xavier + zero bias for its Linears, zero AdaLN and zero output,
+        # so the model predicts v = 0 at initialisation. pixel_embed (official NerfEmbedder, outside that module)
+        # keeps PyTorch's default init.
+        dec = self.decoder
+        for layer in (dec.input_proj, dec.cond_embed, dec.final_linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        for block in dec.blocks:
+            for layer in (block.fc1, block.fc2):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+            if block.modulation is not None:
+                nn.init.zeros_(block.modulation.weight)
+                nn.init.zeros_(block.modulation.bias)
+        nn.init.zeros_(dec.final_linear.weight)
+        nn.init.zeros_(dec.final_linear.bias)
 
-    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """Returns (v (B, 3, H, W), the decoder's condition s as a map (B, C, H/p, W/p))."""
-        _, _, h, w = x.shape
-        tokens, t_emb, _ = self.trunk(x, t, y)  # B L C, B 1 C
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, return_features: bool = False):
+        """x (B, 3, H, W) in [-1, 1], t (B,) in [0, 1] with 1 = data, y (B,) long (num_classes = null) -> v.
+
+        With return_features, returns (v, features) like the official forward_sx: features is the decoder's
+        condition s as a map (B, C, H/p, W/p).
+        """
+        check_inputs(x, t, y, self.in_channels, self.patch_size)
+        _, _, h, w = x.shape  # B 3 H W
+        p = self.patch_size
+        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
+        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
+        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
+        tokens = self.patch_embed(patchify(x, p))  # B L C
+        for block in self.blocks:
+            tokens = block(tokens, c, rope)  # B L C
         s = F.silu(t_emb + tokens)  # B L C
         v = self.decoder(x, s)  # B 3 H W
-        return v, self.tokens_to_map(s, h, w)  # B 3 H W, B C H/p W/p
+        if return_features:
+            return v, self.tokens_to_map(s, h, w)  # B 3 H W, B C H/p W/p
+        return v  # B 3 H W
+
+    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
+        """(v (B, 3, H, W), features (B, C, H/p, W/p)): `forward` with return_features=True."""
+        return self.forward(x, t, y, return_features=True)
+
+    # -----------------------------------------------------------------------------------------------------------
+    # Helpers of forward, and views inside it for analysis code
+    # -----------------------------------------------------------------------------------------------------------
+
+    def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
+        """(cos, sin) of the 2-D RoPE angles for an h_tokens x w_tokens grid, (L, D/2) each, cached."""
+        key = (h_tokens, w_tokens, str(device))
+        if key not in self._rope_cache:
+            angles = rope_2d_angles(self.hidden_size // self.num_heads, h_tokens, w_tokens)  # L D/2
+            self._rope_cache[key] = (angles.cos().to(device), angles.sin().to(device))
+        return self._rope_cache[key]
+
+    def tokens_to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(B, L, C) -> (B, C, H/p, W/p) for an H x W image."""
+        p = self.patch_size
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)
+
+    def trunk(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
+        """The DiT part of `forward` (the same lines): (tokens after the last block (B, L, C), t_emb (B, 1, C), c)."""
+        check_inputs(x, t, y, self.in_channels, self.patch_size)
+        _, _, h, w = x.shape  # B 3 H W
+        p = self.patch_size
+        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
+        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
+        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
+        tokens = self.patch_embed(patchify(x, p))  # B L C
+        for block in self.blocks:
+            tokens = block(tokens, c, rope)  # B L C
+        return tokens, t_emb, c  # B L C, B 1 C, B 1 C

@@ -1,15 +1,24 @@
 """The baseline pixel DiT: patch tokens -> DiT blocks -> AdaLN final layer -> pixels (no decoupling).
 
 Same computation as the official `dit_c2i_baseline.FlattenDiT` (the paper's "Baseline" rows, docs/paper.md §2.1, §5.2).
-Compare with deco.py: only the output head differs.
+deco.py is laid out line for line like this file: `diff dit.py deco.py` shows only DeCo's pixel decoder, which
+replaces the final layer below, and how the DiT output conditions it.
+
+Shape letters: B batch, L patch tokens (= H/p * W/p), C hidden size, D head dim, p patch size.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .layers import NORM_EPS, PatchDiTTrunk, modulate, unpatchify
+from .layers import (NORM_EPS, DiTBlock, LabelEmbedder, TimestepEmbedder, check_inputs, modulate, patchify,
+                     rope_2d_angles, unpatchify)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output head
+# ---------------------------------------------------------------------------------------------------------------
 
 
 class FinalLayer(nn.Module):
@@ -26,27 +35,99 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))  # B L 3*p*p
 
 
-class PixelDiT(PatchDiTTrunk):
-    """Baseline: v = unpatchify(FinalLayer(DiT(patchify(x_t)), c))."""
+# ---------------------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PixelDiT(nn.Module):
+    """Baseline: v = unpatchify(FinalLayer(DiT(patchify(x_t), c), c)), c = SiLU(t_emb + y_emb)."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
-        self.final_layer = FinalLayer(cfg.hidden_size, cfg.in_channels * cfg.patch_size ** 2)
+        super().__init__()
+        self.config = cfg
+        self.hidden_size = cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.num_classes = cfg.num_classes
+        self.patch_size = cfg.patch_size
+        self.in_channels = cfg.in_channels
+        p, c = cfg.patch_size, cfg.hidden_size
+        # Modules are created in this order; with initialize_weights below it fixes the weights under a seed.
+        self.patch_embed = nn.Linear(cfg.in_channels * p * p, c)
+        self.t_embedder = TimestepEmbedder(c)
+        self.y_embedder = LabelEmbedder(cfg.num_classes, c)
+        self.blocks = nn.ModuleList(DiTBlock(c, cfg.num_heads) for _ in range(cfg.depth))
+        self.final_layer = FinalLayer(c, cfg.in_channels * p * p)
+        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        self._init_trunk()
-        if self.final_layer.linear.weight.is_meta:  # meta tensors hold no values
+        """Parity with the official initialize_weights (same calls in the same order)."""
+        if self.patch_embed.weight.is_meta:  # meta tensors hold no values (used to count parameters / FLOPs)
             return
-        # Zero final layer: the model predicts v = 0 at initialisation (parity with official).
+        # DiT: xavier patch embedding, N(0, 0.02) label table and t-MLP weights; the DiT blocks keep PyTorch's
+        # default Linear init (the official code does not re-init them).
+        nn.init.xavier_uniform_(self.patch_embed.weight)
+        nn.init.zeros_(self.patch_embed.bias)
+        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
+        # Final layer: zero, so the model predicts v = 0 at initialisation.
         for layer in (self.final_layer.modulation, self.final_layer.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """Returns (v (B, 3, H, W), last block's hidden state (B, C, H/p, W/p)) like official forward_sx."""
-        _, _, h, w = x.shape
-        tokens, _, c = self.trunk(x, t, y)  # B L C, B 1 C
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, return_features: bool = False):
+        """x (B, 3, H, W) in [-1, 1], t (B,) in [0, 1] with 1 = data, y (B,) long (num_classes = null) -> v.
+
+        With return_features, returns (v, features) like the official forward_sx: features is the last DiT
+        block's hidden state as a map (B, C, H/p, W/p).
+        """
+        check_inputs(x, t, y, self.in_channels, self.patch_size)
+        _, _, h, w = x.shape  # B 3 H W
+        p = self.patch_size
+        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
+        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
+        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
+        tokens = self.patch_embed(patchify(x, p))  # B L C
+        for block in self.blocks:
+            tokens = block(tokens, c, rope)  # B L C
         out = self.final_layer(tokens, c)  # B L 3*p*p
-        v = unpatchify(out, self.patch_size, self.in_channels, h, w)  # B 3 H W
-        return v, self.tokens_to_map(tokens, h, w)  # B 3 H W, B C H/p W/p
+        v = unpatchify(out, p, self.in_channels, h, w)  # B 3 H W
+        if return_features:
+            return v, self.tokens_to_map(tokens, h, w)  # B 3 H W, B C H/p W/p
+        return v  # B 3 H W
+
+    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
+        """(v (B, 3, H, W), features (B, C, H/p, W/p)): `forward` with return_features=True."""
+        return self.forward(x, t, y, return_features=True)
+
+    # -----------------------------------------------------------------------------------------------------------
+    # Helpers of forward, and views inside it for analysis code
+    # -----------------------------------------------------------------------------------------------------------
+
+    def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
+        """(cos, sin) of the 2-D RoPE angles for an h_tokens x w_tokens grid, (L, D/2) each, cached."""
+        key = (h_tokens, w_tokens, str(device))
+        if key not in self._rope_cache:
+            angles = rope_2d_angles(self.hidden_size // self.num_heads, h_tokens, w_tokens)  # L D/2
+            self._rope_cache[key] = (angles.cos().to(device), angles.sin().to(device))
+        return self._rope_cache[key]
+
+    def tokens_to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(B, L, C) -> (B, C, H/p, W/p) for an H x W image."""
+        p = self.patch_size
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)
+
+    def trunk(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
+        """The DiT part of `forward` (the same lines): (tokens after the last block (B, L, C), t_emb (B, 1, C), c)."""
+        check_inputs(x, t, y, self.in_channels, self.patch_size)
+        _, _, h, w = x.shape  # B 3 H W
+        p = self.patch_size
+        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
+        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
+        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
+        tokens = self.patch_embed(patchify(x, p))  # B L C
+        for block in self.blocks:
+            tokens = block(tokens, c, rope)  # B L C
+        return tokens, t_emb, c  # B L C, B 1 C, B 1 C

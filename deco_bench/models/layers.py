@@ -1,4 +1,4 @@
-"""Pieces shared by the baseline pixel DiT (dit.py) and DeCo (deco.py).
+"""Blocks shared by the baseline pixel DiT (dit.py) and DeCo (deco.py); each of those files defines its whole model.
 
 Everything here matches what the official code computes (docs/paper.md §5.1 "Network pieces"); the tests compare
 against golden outputs of the official classes. Names are our own; official.py holds the name mapping.
@@ -44,6 +44,16 @@ def unpatchify(tokens: torch.Tensor, p: int, c: int, h: int, w: int) -> torch.Te
     b = tokens.shape[0]
     x = tokens.reshape(b, h // p, w // p, c, p, p)  # B Hp Wp c p p
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)  # B c H W
+
+
+def check_inputs(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, in_channels: int, p: int) -> None:
+    """ValueError unless x is (B, in_channels, H, W) with H, W multiples of p and t, y have one entry per image."""
+    if x.ndim != 4 or x.shape[1] != in_channels or x.shape[2] % p or x.shape[3] % p:
+        raise ValueError(f"x must be (B, {in_channels}, H, W) with H, W multiples of the patch size {p}; "
+                         f"got {tuple(x.shape)}")
+    if t.reshape(-1).shape[0] != x.shape[0] or y.reshape(-1).shape[0] != x.shape[0]:
+        raise ValueError(f"t and y need one entry per image: x {tuple(x.shape)}, t {tuple(t.shape)}, "
+                         f"y {tuple(y.shape)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -186,78 +196,3 @@ class DiTBlock(nn.Module):
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c).chunk(6, dim=-1)  # B 1 C each
         x = x + gate_a * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope)  # B L C
         return x + gate_m * self.mlp(modulate(self.norm2(x), shift_m, scale_m))  # B L C
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The DiT trunk both models share: patch embedding, t/y conditioning, blocks on patch tokens
-# ---------------------------------------------------------------------------------------------------------------
-
-class PatchDiTTrunk(nn.Module):
-    """Patch embedding + conditioning + `depth` DiT blocks. Subclasses add the output head."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.config = cfg
-        self.hidden_size = cfg.hidden_size
-        self.num_heads = cfg.num_heads
-        self.num_classes = cfg.num_classes
-        self.patch_size = cfg.patch_size
-        self.in_channels = cfg.in_channels
-        p, c = cfg.patch_size, cfg.hidden_size
-        self.patch_embed = nn.Linear(cfg.in_channels * p * p, c)
-        self.t_embedder = TimestepEmbedder(c)
-        self.y_embedder = LabelEmbedder(cfg.num_classes, c)
-        self.blocks = nn.ModuleList(DiTBlock(c, cfg.num_heads) for _ in range(cfg.depth))
-        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def _init_trunk(self) -> None:
-        # Parity with official initialize_weights: xavier patch embedding, N(0, 0.02) label table and t-MLP
-        # weights; the DiT blocks keep PyTorch's default Linear init (the official code does not re-init them).
-        if self.patch_embed.weight.is_meta:  # meta tensors hold no values (used to count parameters / FLOPs)
-            return
-        nn.init.xavier_uniform_(self.patch_embed.weight)
-        nn.init.zeros_(self.patch_embed.bias)
-        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
-
-    def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
-        key = (h_tokens, w_tokens, str(device))
-        if key not in self._rope_cache:
-            angles = rope_2d_angles(self.hidden_size // self.num_heads, h_tokens, w_tokens)  # L D/2
-            self._rope_cache[key] = (angles.cos().to(device), angles.sin().to(device))
-        return self._rope_cache[key]
-
-    def check_inputs(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> None:
-        p = self.patch_size
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % p or x.shape[3] % p:
-            raise ValueError(f"x must be (B, {self.in_channels}, H, W) with H, W multiples of the patch size {p}; "
-                             f"got {tuple(x.shape)}")
-        if t.reshape(-1).shape[0] != x.shape[0] or y.reshape(-1).shape[0] != x.shape[0]:
-            raise ValueError(f"t and y need one entry per image: x {tuple(x.shape)}, t {tuple(t.shape)}, "
-                             f"y {tuple(y.shape)}")
-
-    def trunk(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """Run the DiT on patch tokens. Returns (tokens after the last block (B, L, C), t_emb (B, 1, C), c)."""
-        self.check_inputs(x, t, y)
-        b, _, h, w = x.shape
-        p = self.patch_size
-        rope = self.rope(h // p, w // p, x.device)  # (L D/2, L D/2)
-        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
-        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
-        tokens = self.patch_embed(patchify(x, p))  # B L C
-        for block in self.blocks:
-            tokens = block(tokens, c, rope)  # B L C
-        return tokens, t_emb, c
-
-    def tokens_to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """(B, L, C) -> (B, C, H/p, W/p)."""
-        p = self.patch_size
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, H, W) in [-1, 1], t (B,) in [0, 1] with 1 = data, y (B,) long (num_classes = null) -> v."""
-        return self.forward_features(x, t, y)[0]
-
-    def forward_features(self, x, t, y):  # pragma: no cover - defined by subclasses
-        raise NotImplementedError

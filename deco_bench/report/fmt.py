@@ -1,7 +1,7 @@
 """How the report shows numbers and metrics: fmt / fmt_interval (None and non-finite as "n/a", never an empty cell),
-metric_name (embedded metrics keep their own names: "FD (embedded feature net)", never "FID") and LOWER_IS_BETTER.
+metric_name (embedded metrics keep their own names: "FD (embedded feature net)", never "FID").
 
-A new metric is registered here: its display name in METRIC_NAMES, and its key in LOWER_IS_BETTER if lower is better.
+A new metric is registered here by its display name in METRIC_NAMES (its direction: metrics.api.LOWER_IS_BETTER).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ METRIC_NAMES = {
     "precision_embed": "Precision (embedded feature net)", "recall_embed": "Recall (embedded feature net)",
     "kid_embed": "KID (embedded feature net)", "fd_dinov2": "FD (DINOv2)",
 }
-LOWER_IS_BETTER = {"fid", "sfid", "kid", "fd_embed", "kid_embed", "fd_dinov2"}
 
 
 def fmt(v: Any, digits: int = 3) -> str:

@@ -13,13 +13,13 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deco_bench.bench.env import git_revision
 from deco_bench.io import DecoBenchError, load_npz
 from deco_bench.report.grid import png_data_uri, sample_grid
 
@@ -63,14 +63,6 @@ def _mtime(path: Path) -> str | None:
         return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
     except OSError:
         return None
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() if r.returncode == 0 else None
 
 
 def _versions() -> dict:
@@ -159,8 +151,8 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
             dvc_lock = yaml.safe_load((root / PATHS["dvc_lock"]).read_text())
         except (OSError, yaml.YAMLError) as e:
             errors[PATHS["dvc_lock"]] = f"could not be read: {e}"
-    provenance = {"git_rev": _git(root, "rev-parse", "HEAD"),
-                  "git_dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no")),
+    git = git_revision(root)
+    provenance = {"git_rev": git["git_revision"], "git_dirty": bool(git["git_dirty"]),
                   "dvc_lock": dvc_lock, "dates": dates}
     if environment:
         provenance.update(versions=_versions(), hardware=_hardware())

@@ -21,53 +21,14 @@ import torch
 
 from deco_bench import config as cfgmod
 from deco_bench.bench import env as envmod
-from deco_bench.bench.params import paper_gpu_profile
-from deco_bench.bench.runner import ModelSpec, Recipe, Telemetry, autocast_dtype, run_benchmark
-from deco_bench.config import BenchParams, to_dict
+from deco_bench.bench.params import check_sizes, paper_gpu_profile, paper_specs, specs_from_params
+from deco_bench.bench.runner import Telemetry, autocast_dtype, run_benchmark
+from deco_bench.config import to_dict
 from deco_bench.io import atomic_write_json
-from deco_bench.models import get_preset
 from deco_bench.stages import _common
+from deco_bench.training.distributed import resolve_device
 
 SCHEMA = "deco-bench/bench-results/1"
-
-
-def specs_from_params(p: cfgmod.Params, bp: BenchParams) -> list[ModelSpec]:
-    repa = p.train.repa_encoder if bp.repa_encoder == "auto" else bp.repa_encoder
-    specs = []
-    for name in bp.models:
-        e = p.model(name)
-        recipe = Recipe(freqfm_weight=e.freqfm_weight, freqfm_quality=e.freqfm_quality, freqfm_gamma=e.freqfm_gamma,
-                        repa_weight=e.repa_weight, repa_align_layer=p.train.repa_align_layer, repa_encoder=repa,
-                        null_condition_p=e.null_condition_p, lr=p.train.lr, betas=(p.train.beta1, p.train.beta2),
-                        weight_decay=p.train.weight_decay, ema_decay=p.train.ema_decay)
-        specs.append(ModelSpec(name, e.label or name, e.preset, cfgmod.model_config(p, name), recipe))
-    return specs
-
-
-def paper_specs() -> list[ModelSpec]:
-    """DeCo-XL and Baseline-XL with the official recipes (docs/paper.md §5.1-5.2; paper.OFFICIAL_PROFILE_VALUES)."""
-
-    common = dict(repa_weight=0.5, repa_align_layer=8, repa_encoder="dinov2-b14", lr=1e-4, ema_decay=0.9999)
-    return [ModelSpec("deco", "DeCo-XL/16", "deco-xl", get_preset("deco-xl", num_classes=1000),
-                      Recipe(freqfm_weight=1.0, null_condition_p=0.2, **common)),
-            ModelSpec("baseline", "Baseline-XL/16", "baseline-xl", get_preset("baseline-xl", num_classes=1000),
-                      Recipe(freqfm_weight=0.0, null_condition_p=0.1, **common))]
-
-
-def check_sizes(specs: list[ModelSpec], bp: BenchParams) -> None:
-    problems = [(f"bench.sizes[{i}].resolution", f"{s.resolution} is not divisible by the patch size "
-                                                 f"{m.cfg.patch_size} of {m.name}")
-                for i, s in enumerate(bp.sizes) for m in specs if s.resolution % m.cfg.patch_size]
-    if problems:
-        raise cfgmod.ConfigError(problems)
-
-
-def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise cfgmod.ConfigError([("run.device", "'cuda' was asked for but no CUDA device is visible")])
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def run(args) -> None:
@@ -77,12 +38,12 @@ def run(args) -> None:
         if args.resolutions:
             keep = {int(r) for r in args.resolutions.split(",")}
             bp = dataclasses.replace(bp, sizes=tuple(s for s in bp.sizes if s.resolution in keep))
-        device = pick_device(args.device or "auto")
+        device = resolve_device(args.device or "auto")
     else:
         p = _common.setup(args.params)
         bp = p.bench
         specs, profile, scale = specs_from_params(p, bp), p.run.profile, p.run.scale
-        device = pick_device(args.device or p.run.device)
+        device = resolve_device(args.device or p.run.device)
     if args.compile:
         bp = dataclasses.replace(bp, compile={"off": (False,), "on": (True,), "both": (False, True)}[args.compile])
     if not bp.sizes:

@@ -15,7 +15,6 @@ exactly one block, while at 256 px / patch 16 it is 16x16 = 4 blocks per channel
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -166,63 +165,5 @@ def capture_spectra(model, *, num_images: int, num_steps: int, seed: int, num_cl
 
 # (model, tensor) -> (legend, colour, dash pattern): DiT outputs solid, velocities dotted (DeCo) / dashed
 # (baseline), as paper Fig. 4(a).
-FIG4_STYLE = {
-    ("deco", "dit_out"): ("DeCo DiT output", "#d62728", ""),
-    ("baseline", "dit_out"): ("Baseline DiT output", "#1f77b4", ""),
-    ("deco", "velocity"): ("DeCo pixel velocity", "#d62728", "2,3"),
-    ("baseline", "velocity"): ("Baseline pixel velocity", "#1f77b4", "7,4"),
-}
-
-
-def fig4_svg(curves: dict[tuple[str, str], list[float]], *, title: str = "", width: int = 560,
-             height: int = 360) -> str:
-    """A self-contained SVG line plot in the style of Fig. 4(a): x = zig-zag index 0..63, y = normalised log
-    energy in [0, 1], one line per (model, tensor) key of FIG4_STYLE present in `curves`."""
-    left, right, top, bottom = 56, 16, 28 if title else 12, 44
-    pw, ph = width - left - right, height - top - bottom
-
-    def px(k: float) -> float:
-        return left + pw * k / (NUM_COEFFS - 1)
-
-    def py(v: float) -> float:
-        return top + ph * (1.0 - max(0.0, min(1.0, v)))
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
-             f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>']
-    if title:
-        parts.append(f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="12">{_esc(title)}</text>')
-    for v in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
-        parts.append(f'<line x1="{left}" y1="{py(v):.1f}" x2="{left + pw}" y2="{py(v):.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
-    for k in range(0, NUM_COEFFS, 8):
-        parts.append(f'<text x="{px(k):.1f}" y="{top + ph + 16}" text-anchor="middle">{k}</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
-    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle">zig-zag DCT index</text>')
-    parts.append(f'<text transform="translate(14 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">'
-                 f'normalised log energy</text>')
-    legend_y = top + 14
-    for key, (name, colour, dash) in FIG4_STYLE.items():
-        if key not in curves:
-            continue
-        values = list(curves[key])
-        if len(values) != NUM_COEFFS or not all(math.isfinite(v) for v in values):
-            raise ValueError(f"curve {key} must have {NUM_COEFFS} finite values")
-        points = " ".join(f"{px(k):.1f},{py(v):.1f}" for k, v in enumerate(values))
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.6"{dash_attr}/>')
-        lx = left + pw - 170
-        parts.append(f'<line x1="{lx}" y1="{legend_y - 4}" x2="{lx + 24}" y2="{legend_y - 4}" stroke="{colour}" '
-                     f'stroke-width="1.6"{dash_attr}/><text x="{lx + 30}" y="{legend_y}">{_esc(name)}</text>')
-        legend_y += 15
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 __all__ = ["NUM_COEFFS", "HIGH_FREQ_CUT", "TENSORS", "zigzag_energy", "normalise_log_energy",
-           "high_frequency_share", "curve_summary", "SpectrumAccumulator", "capture_spectra", "FIG4_STYLE",
-           "fig4_svg"]
+           "high_frequency_share", "curve_summary", "SpectrumAccumulator", "capture_spectra"]

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ck.set_defaults(fn=_check)
     gt = sub.add_parser("gate", help="compare a benchmark result with a baseline; exit 1 on a regression",
                         add_help=False)
-    gt.set_defaults(fn=None, module="deco_bench.bench.gate")
+    gt.set_defaults(fn=None, module="deco_bench.tools.gate")
     cp = sub.add_parser("compare", help="HTML report comparing DVC experiments or git revisions", add_help=False)
     cp.set_defaults(fn=None, module="deco_bench.tools.compare")
     argv = sys.argv[1:] if argv is None else argv

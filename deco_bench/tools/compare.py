@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deco_bench.io import DecoBenchError, atomic_write_text
+from deco_bench.io import DecoBenchError, atomic_write_text, flatten
 from deco_bench.metrics.api import compare
 from deco_bench.report.fmt import fmt, fmt_interval, metric_name
 from deco_bench.report.render import render
@@ -49,15 +49,6 @@ def find_revision(exp_show: list, rev: str) -> dict:
             return hits[0]
     known = sorted({str(r.get("name") or r.get("rev"))[:12] for r in records})
     raise RevisionNotFound(f"revision {rev!r} not found in `dvc exp show`; known: {', '.join(known)}")
-
-
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
 
 
 def _is_num(v: Any) -> bool:
@@ -142,7 +133,8 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 def exp_show(root: Path, all_commits: bool = False) -> list:
     # `python -m dvc`: the dvc of this environment, even when its bin folder is not on PATH
-    return json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])], root))
+    extra = ["--all-commits"] if all_commits else []
+    return json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json", *extra], root))
 
 
 def read_full_metrics(root: Path, rec: dict) -> dict[str, dict]:

@@ -12,6 +12,13 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from deco_bench.io import DecoBenchError
+
+
+class DeviceError(DecoBenchError):
+    """The device the parameters ask for is not on this machine."""
+
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -26,10 +33,12 @@ class DistInfo:
 
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """The one device choice: 'cpu', 'cuda' (an error without a CUDA device), or 'auto' (CUDA when present)."""
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("run.device is 'cuda' but no CUDA device is available")
+        raise DeviceError(f"run.device is {requested!r} but no CUDA device is visible on this machine; "
+                          f"set run.device: cpu (or auto)")
     return torch.device("cuda", local_rank)
 
 

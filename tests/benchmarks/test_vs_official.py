@@ -4,7 +4,7 @@ Needs a checkout of github.com/Zehong-Ma/DeCo named by env DECO_OFFICIAL (import
 otherwise, with the reason. The pytest-benchmark groups put official and ours side by side; the ratio tests
 assert the acceptance criteria: train step and guided sampler no slower (within measurement noise), sampler
 clearly faster where guidance is inactive (we skip the unconditional half; the official sampler does not).
-For one JSON with all ratios: python -m deco_bench.bench.vs_official --official PATH --out bench/vs_official.json
+For one JSON with all ratios: python -m deco_bench.tools.vs_official --official PATH --out bench/vs_official.json
 (or with DECO_OFFICIAL set, without --official)
 """
 
@@ -15,7 +15,7 @@ import statistics
 import pytest
 import torch
 
-from deco_bench.bench import vs_official as vs
+from deco_bench.tools import vs_official as vs
 from deco_bench.bench.timing import synchronize
 
 REPO, WHY = vs.find_official(flag=None)  # from env DECO_OFFICIAL

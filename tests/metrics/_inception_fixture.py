@@ -16,7 +16,8 @@ def make_random_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
         def load_state_dict(self, state_dict, strict=True, assign=False):
             return None
 
-    import tempfile, os
+    import tempfile
+    import os
 
     with tempfile.TemporaryDirectory() as d:
         empty = os.path.join(d, "empty.pth")

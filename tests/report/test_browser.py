@@ -27,7 +27,8 @@ class Pipe:
         self.r, w_out = os.pipe()  # chromium writes fd 4 -> we read
         # The shell moves our pipe ends to fds 3 and 4 after fork/exec, where nothing of Popen's can collide.
         self.proc = subprocess.Popen(
-            ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{r_in} 4>&{w_out} {r_in}<&- {w_out}>&-', CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{r_in} 4>&{w_out} {r_in}<&- {w_out}>&-', CHROMIUM,
+             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
              "--disable-default-apps", "--mute-audio", f"--user-data-dir={user_dir}", "--remote-debugging-pipe",
              "--window-size=1280,1600"],

@@ -21,9 +21,9 @@ from deco_bench.report.grid import sample_grid
 from deco_bench.report.inputs import load_inputs
 from deco_bench.report.render import render
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "report"
-
 from .conftest import COMPLETE, MODELS, set_train_step
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "report"
 
 
 def _render(root: Path) -> str:

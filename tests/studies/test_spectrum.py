@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deco_bench.studies.spectrum import (HIGH_FREQ_CUT, SpectrumAccumulator, capture_spectra, fig4_svg,
+from deco_bench.studies.spectrum import (HIGH_FREQ_CUT, SpectrumAccumulator, capture_spectra,
                                           high_frequency_share, normalise_log_energy, zigzag_energy)
 
 
@@ -193,8 +193,10 @@ def test_capture_takes_dit_output_and_velocity_from_the_right_place(preset):
 
 
 def test_fig4_svg_draws_one_line_per_curve_in_the_unit_box():
+    from deco_bench.stages.spectrum import fig4_svg
+
     curve = [1.0] + [0.25] * 63
-    svg = fig4_svg({("deco", "dit_out"): curve, ("baseline", "velocity"): curve})
+    svg = fig4_svg({("deco", "dit_out"): curve, ("baseline", "velocity"): curve}, title="t", colors={})
     root = ET.fromstring(svg)
     lines = [e for e in root.iter() if e.tag.endswith("polyline")]
     assert len(lines) == 2
@@ -202,7 +204,7 @@ def test_fig4_svg_draws_one_line_per_curve_in_the_unit_box():
     assert len(points) == 64 and points[0][1] < points[1][1]  # DC drawn higher than the rest
     assert points[1][1] == points[63][1] and points[0][0] < points[63][0]
     with pytest.raises(ValueError):
-        fig4_svg({("deco", "dit_out"): curve[:10]})
+        fig4_svg({("deco", "dit_out"): curve[:10]}, title="t", colors={})
 
 
 def test_spectrum_stage_writes_curves_ratios_and_plot(tmp_path):

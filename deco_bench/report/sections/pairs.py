@@ -4,8 +4,8 @@ beside the direction the paper reports for the same pair in Table 1 (directions 
 from __future__ import annotations
 
 from deco_bench import paper
-from deco_bench.metrics.api import compare
-from deco_bench.report.fmt import LOWER_IS_BETTER, fmt, fmt_interval, metric_name
+from deco_bench.metrics.api import LOWER_IS_BETTER, compare
+from deco_bench.report.fmt import fmt, fmt_interval, metric_name
 from deco_bench.report.inputs import not_ran
 from deco_bench.report.sections.paper_tables import PAPER_METRICS_T2
 

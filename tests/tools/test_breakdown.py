@@ -1,4 +1,4 @@
-"""bench.breakdown: kernel names to categories, the per-step summary, and a whole CPU run of the tool."""
+"""tools.breakdown: kernel names to categories, the per-step summary, and a whole CPU run of the tool."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deco_bench.bench import breakdown as bd
+from deco_bench.tools import breakdown as bd
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -3,13 +3,13 @@
 pytest-benchmark files its saved runs by OS and Python version (bench/baselines/pytest/Linux-CPython-3.11-64bit/),
 not by machine: a run saved on another CPU or GPU lands in the same folder, and `--benchmark-compare` would report
 every difference of hardware as a regression. So each saved run carries deco-bench's hardware fingerprint (the
-`hardware` block of bench.env, the keys `deco-bench gate` compares: bench.gate.HARDWARE_KEYS) in its
+`hardware` block of bench.env, the keys `deco-bench gate` compares: tools.gate.HARDWARE_KEYS) in its
 machine_info, and a run is compared only with a saved run whose fingerprint equals this machine's.
 
 Two halves:
 - the command, run by `make bench` before pytest:
 
-      python -m deco_bench.bench.pytest_baseline [--storage bench/baselines/pytest] [--fail median:25%] [--require]
+      python -m deco_bench.tools.pytest_baseline [--storage bench/baselines/pytest] [--fail median:25%] [--require]
 
   prints on stdout the pytest options that compare with the newest saved run of this machine
   (`--benchmark-compare=PATH --benchmark-compare-fail=median:25%`), or nothing when there is none; then one line on
@@ -73,8 +73,8 @@ def describe_unstamped(machine_info: dict) -> str:
 
 
 def differences(ours: dict, theirs: dict) -> list[str]:
-    """Fingerprint keys that differ (bench.gate's rule, so `make bench` and `deco-bench gate` agree)."""
-    from deco_bench.bench.gate import hardware_differences
+    """Fingerprint keys that differ (tools.gate's rule, so `make bench` and `deco-bench gate` agree)."""
+    from deco_bench.tools.gate import hardware_differences
 
     return hardware_differences({"env": {"hardware": ours}}, {"env": {"hardware": theirs}})
 
@@ -131,7 +131,7 @@ def choose(storage: Path, machine_id: str, ours: dict) -> Choice:
 def main(argv: list[str] | None = None) -> int:
     from pytest_benchmark.utils import get_machine_id
 
-    ap = argparse.ArgumentParser(prog="python -m deco_bench.bench.pytest_baseline",
+    ap = argparse.ArgumentParser(prog="python -m deco_bench.tools.pytest_baseline",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--storage", type=Path, default=DEFAULT_STORAGE, help="pytest-benchmark file storage folder")
     ap.add_argument("--fail", default="median:25%", help="--benchmark-compare-fail expression (default median:25%%)")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- pytest hooks
-# Imported by tests/benchmarks/conftest.py (or loaded with `-p deco_bench.bench.pytest_baseline`).
+# Imported by tests/benchmarks/conftest.py (or loaded with `-p deco_bench.tools.pytest_baseline`).
 
 _STAMP = pytest.StashKey[dict]()
 _SESSION = pytest.StashKey[pytest.Session]()
@@ -179,7 +179,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def _changed_keys(a: dict, b: dict) -> list[str]:
     """Dotted keys whose values differ (through a JSON round trip: a saved tuple reads back as a list)."""
-    from deco_bench.bench.gate import flatten
+    from deco_bench.io import flatten
 
     fa, fb = (flatten(json.loads(json.dumps({k: v for k, v in d.items() if k != STAMP_KEY}, default=str)))
               for d in (a, b))

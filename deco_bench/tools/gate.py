@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deco_bench.io import flatten
+
 LOWER, HIGHER = "lower", "higher"
 
 # (pattern over the flattened dotted path, direction, tolerance class). First match wins: ratio rules first.
@@ -60,17 +62,6 @@ class Row:
     factor: float | None  # worsening factor: > 1 is worse
     limit: float
     status: str  # ok | REGRESSION | MISSING | not measured | not gated (...)
-
-
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b.c": leaf}; lists are leaves (the gate never reads per-repeat lists)."""
-    out: dict[str, Any] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    else:
-        out[prefix] = obj
-    return out
 
 
 def rule_for(path: str) -> tuple[str, str] | None:

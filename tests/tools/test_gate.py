@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deco_bench.bench import gate
+from deco_bench.tools import gate
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "bench" / "baselines" / "cpu-embedded.json"

@@ -13,8 +13,8 @@ Timed, in interleaved pairs (official, ours, official, ours, ...) so that drift 
   unconditional half; ours skips it) and with CFG 3.2 on (0.1, 1] (the official XL configs).
 
     git clone https://github.com/Zehong-Ma/DeCo /path/to/DeCo && export DECO_OFFICIAL=/path/to/DeCo
-    python -m deco_bench.bench.vs_official --out bench/vs_official.json
-    python -m deco_bench.bench.vs_official --official /path/to/DeCo --device cuda --size xl --out X.json  # GPU
+    python -m deco_bench.tools.vs_official --out bench/vs_official.json
+    python -m deco_bench.tools.vs_official --official /path/to/DeCo --device cuda --size xl --out X.json  # GPU
 
 `--size xl` builds DeCo-XL and Baseline-XL from the checkout's configs_c2i and measures at 256 px with the
 official per-GPU batch 32; on CUDA the forward parity is also taken under bf16 autocast. Before building the
@@ -25,7 +25,6 @@ line, exit status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import sys
@@ -36,6 +35,7 @@ from typing import Callable
 import torch
 
 from deco_bench.bench.timing import spread, synchronize
+from deco_bench.training.step import autocast, autocast_dtype
 
 # An embedded-size pair: the official constructor arguments of deco-s / baseline-s (32 px, patch 4, width 192).
 OFFICIAL_ARGS = {
@@ -123,9 +123,8 @@ def build_pair(kind: str, repo: Path, args: dict | None = None, seed: int = 0):
 
 
 def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast on CUDA, as both trainers run; float32 on CPU (training.step's rule for precision 'auto')."""
+    return autocast(device, autocast_dtype("auto", device))
 
 
 def train_step_fn(model, *, batch: int, resolution: int, num_classes: int, device: torch.device) -> Callable[[], None]:

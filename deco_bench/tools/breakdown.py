@@ -2,7 +2,7 @@
 every transformer block compiled (regional torch.compile).
 
 The step is the bench's (runner.build_train_step: t, noise and label dropout; bf16 autocast on CUDA; FM + FreqFM +
-REPA; backward; AdamW; float32 EMA) with the models' official recipes (stages.bench.paper_specs). torch.profiler
+REPA; backward; AdamW; float32 EMA) with the models' official recipes (bench.params.paper_specs). torch.profiler
 records the GPU kernels of a few steps; each kernel is put in a category by its name (GEMM, attention, optimiser,
 reduction, elementwise and copies, fused Triton kernels, other), and the kernel time per step is set against the
 wall time per step: a GPU busy for much less than the wall time is waiting for the CPU to launch work.
@@ -11,7 +11,7 @@ wall time per step: a GPU busy for much less than the wall time is waiting for t
 (`torch.compile` of the block's forward: the blocks of a model share one compiled graph), which fuses the
 elementwise work between the GEMMs; the whole-model compile of `train.compile` takes minutes at XL size.
 
-    python -m deco_bench.bench.breakdown --presets deco-xl,baseline-xl --resolution 256 --batch 32 \\
+    python -m deco_bench.tools.breakdown --presets deco-xl,baseline-xl --resolution 256 --batch 32 \\
         --compile-blocks --out bench/recordings/checks/h200-DATE-breakdown.json
 
 Without --presets it measures the paper's pair (deco-xl,baseline-xl; 256 px, batch 32 unless given) on a GPU and
@@ -166,10 +166,10 @@ DEFAULTS = {"cuda": ("deco-xl,baseline-xl", 256, 32), "cpu": ("deco-s,baseline-s
 
 def main(argv: list[str] | None = None) -> int:
     from deco_bench.bench import env as envmod
-    from deco_bench.bench import memory_need
     from deco_bench.bench import flops as flopsmod
+    from deco_bench.bench import memory_need
+    from deco_bench.bench.params import paper_specs
     from deco_bench.io import atomic_write_json
-    from deco_bench.stages.bench import paper_specs
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", default=None,
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import replace
 
-    from deco_bench.bench.runner import Recipe, ModelSpec, autocast_dtype
+    from deco_bench.bench.runner import ModelSpec, Recipe, autocast_dtype
     from deco_bench.models import get_preset
 
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())

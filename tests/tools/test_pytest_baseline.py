@@ -1,4 +1,4 @@
-"""bench.pytest_baseline: `make bench` compares only with a pytest-benchmark run saved on this machine, says so in one
+"""tools.pytest_baseline: `make bench` compares only with a pytest-benchmark run saved on this machine, says so in one
 line otherwise, and ends a regression with one line and exit status 1 (not pytest-benchmark's traceback)."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import pytest
 import torch  # noqa: F401  (imported before pytester's in-process runs, which drop modules they imported)
 from pytest_benchmark.utils import get_machine_id
 
-from deco_bench.bench import env, gate, pytest_baseline as pb  # noqa: F401  (the same)
+from deco_bench.tools import pytest_baseline  # moved
+from deco_bench.bench import env  # noqa: F401  (the same)
+from deco_bench.tools import gate, pytest_baseline as pb  # noqa: F401  (the same)
 
 pytest_plugins = ["pytester"]
 
@@ -117,7 +119,7 @@ def test_sleep(benchmark):
 
 
 def _run(pytester, *args):
-    return pytester.runpytest_inprocess("-p", "pytest_benchmark.plugin", "-p", "deco_bench.bench.pytest_baseline",
+    return pytester.runpytest_inprocess("-p", "pytest_benchmark.plugin", "-p", "deco_bench.tools.pytest_baseline",
                                         "-p", "no:cacheprovider",
                                         "--benchmark-enable", f"--benchmark-storage=file://{pytester.path / 'st'}",
                                         *args)

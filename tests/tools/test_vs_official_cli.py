@@ -1,4 +1,4 @@
-"""bench.vs_official's command line: the official checkout from --official or env DECO_OFFICIAL, said in one line
+"""tools.vs_official's command line: the official checkout from --official or env DECO_OFFICIAL, said in one line
 when missing, and a pair the machine cannot hold refused before anything is built."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from deco_bench.bench import memory_need
-from deco_bench.bench import vs_official as vs
+from deco_bench.tools import vs_official as vs
 
 NONE = ("no official DeCo checkout: pass --official PATH or set DECO_OFFICIAL=PATH "
         "(a clone of github.com/Zehong-Ma/DeCo)")
