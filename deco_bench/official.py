@@ -3,5 +3,4 @@
 `from deco_bench.official import load_official` keeps working for code written against earlier releases.
 """
 
-from deco_bench.models.official import (CheckpointMismatchError, OfficialFormatError,  # noqa: F401
-                                        config_from_official_yaml, load_official)
+from deco_bench.models.official import CheckpointMismatchError, OfficialFormatError, config_from_official_yaml, load_official  # noqa: F401

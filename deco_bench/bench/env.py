@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from deco_bench.bench.nvml import open_device
+
 
 def _cpu_model() -> str:
     try:
@@ -68,8 +70,6 @@ def fingerprint(device: torch.device, *, dtype: str, compile: bool | list[bool],
     """Device, driver, CUDA, torch, dtype, compile flag(s), git revision."""
     hw = hardware(device)
     if nvml_info is None and device.type == "cuda":
-        from deco_bench.bench.nvml import open_device
-
         dev, _reason = open_device(device.index if device.index is not None else torch.cuda.current_device())
         nvml_info = dev.info() if dev is not None else None
     if nvml_info is not None and device.type == "cuda":

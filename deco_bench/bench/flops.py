@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from deco_bench.models import build_model, model_flops_per_image
+
 # Substring of torch.cuda.get_device_name() -> (dense bf16 FLOP/s, source). More specific names come first.
 PEAK_BF16: list[tuple[str, float, str]] = [
     ("H200 NVL", 835e12, "NVIDIA H200 NVL datasheet: 1,671 TFLOPS bf16 with sparsity, 835 dense"),
@@ -41,15 +43,12 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 def _meta_model(cfg):
-    from deco_bench.models import build_model
-
     with torch.device("meta"):
         return build_model(cfg)
 
 
 def forward_flops_per_image(cfg, resolution: int) -> int:
     """Denoiser forward FLOPs for one image (batch 1) at `resolution`."""
-    from deco_bench.models import model_flops_per_image
 
     return int(model_flops_per_image(cfg, resolution))
 

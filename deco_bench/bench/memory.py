@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import psutil
 import torch
 
 NOT_CUDA = "not measured: the benchmark ran on CPU (no CUDA allocator)"
@@ -38,7 +39,6 @@ def _reset_vmhwm() -> bool:
 class _RssSampler(threading.Thread):
     def __init__(self, interval_s: float = 0.005):
         super().__init__(daemon=True)
-        import psutil
 
         self._proc = psutil.Process()
         self._stop = threading.Event()

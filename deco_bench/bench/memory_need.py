@@ -23,6 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from deco_bench.diffusion import encoders
+from deco_bench.models import build_model
 
 GB = 1e9
 STATE_BYTES_PER_PARAM = {"weights": 4, "grads": 4, "adamw": 8, "ema": 4}
@@ -75,8 +79,6 @@ def saved_activation_bytes(net: torch.nn.Module, in_channels: int, batch: int, r
 
 
 def _encoder_parameters(encoder: str, resolution: int, patch_size: int) -> int:
-    from deco_bench.diffusion import encoders
-
     if encoder == "dinov2-b14":
         vit = encoders.DinoV2Encoder.build_vit(resolution, patch_size, device="meta")
         return sum(p.numel() for p in vit.parameters())
@@ -89,9 +91,7 @@ def _encoder_parameters(encoder: str, resolution: int, patch_size: int) -> int:
 def training_need(cfg, *, batch: int, resolution: int, bf16: bool, encoder: str = "none", ema: bool = True,
                   optimizer: bool = True, models: int = 1) -> Need:
     """Estimate for training `models` models of config `cfg` whose states coexist (one steps at a time)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from deco_bench.models import build_model
 
     with FakeTensorMode():
         net = build_model(cfg)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 FIELDS = ("gpu_util_pct", "mem_util_pct", "mem_used_bytes", "power_w", "sm_clock_mhz", "mem_clock_mhz",
           "temperature_c")
 
@@ -119,8 +121,6 @@ def open_device(index: int = 0) -> tuple[NvmlDevice | None, str | None]:
 
 def _pci_bus_id(index: int) -> str | None:
     try:
-        import torch
-
         p = torch.cuda.get_device_properties(index)
         return f"{p.pci_domain_id:08x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0"
     except (AttributeError, RuntimeError, AssertionError):

@@ -23,10 +23,14 @@ import torch
 from deco_bench.bench import flops as flopsmod
 from deco_bench.bench.memory import PeakMemory
 from deco_bench.bench.nvml import NvmlSampler, open_device
-from deco_bench.config import BenchParams, BenchSize, SampleSetting
 from deco_bench.bench.timing import TimingStats, rate_spread, spread, time_fn
-from deco_bench.training.step import (DenoiserWithProjector, autocast, autocast_dtype, drop_labels,  # noqa: F401
-                                     step_losses)
+from deco_bench.config import BenchParams, BenchSize, SampleSetting
+from deco_bench.diffusion import encoders, path
+from deco_bench.diffusion.losses import LossWeights, RepaProjector
+from deco_bench.diffusion.sampler import euler_sample, sampling_times
+from deco_bench.models import build_model, count_parameters
+from deco_bench.training.ema import EMA
+from deco_bench.training.step import DenoiserWithProjector, autocast, autocast_dtype, drop_labels, step_losses  # noqa: F401
 
 NO_CUDA = "not measured: no CUDA device (CPU run)"
 
@@ -61,8 +65,6 @@ class ModelSpec:
 # ------------------------------------------------------------------------------------------------ train step
 
 def _encoder(recipe: Recipe, cfg, resolution: int):
-    from deco_bench.diffusion import encoders
-
     if recipe.repa_weight <= 0 or recipe.repa_encoder == "none":
         return None
     if recipe.repa_encoder == "dinov2-b14":
@@ -78,11 +80,6 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
 
     `transform(net)`, if given, changes the trained network in place after its EMA copy is taken (e.g. compiling
     its blocks: tools.breakdown)."""
-    from deco_bench.diffusion import path
-    from deco_bench.diffusion.losses import RepaProjector
-    from deco_bench.models import build_model
-    from deco_bench.training.ema import EMA
-    from deco_bench.diffusion.losses import LossWeights
 
     torch.manual_seed(seed)
     net = build_model(cfg).to(device)
@@ -123,7 +120,6 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
 
 def guided_step_count(setting: SampleSetting) -> int:
     """Steps of an N-step Euler run where the sampler evaluates the unconditional half (its own interval test)."""
-    from deco_bench.diffusion.sampler import sampling_times
 
     if setting.cfg_scale == 1.0:
         return 0
@@ -135,7 +131,6 @@ def guided_step_count(setting: SampleSetting) -> int:
 def build_sampler_run(net, cfg, *, num_steps: int, cfg_scale: float, guidance_interval: tuple[float, float],
                       batch: int, resolution: int, device: torch.device, dtype: torch.dtype | None, seed: int = 0):
     """A closure sampling one batch (noise fixed at build time; labels i mod num_classes; null class = num_classes)."""
-    from deco_bench.diffusion.sampler import euler_sample
 
     g = torch.Generator(device=device).manual_seed(seed)
     noise = torch.randn(batch, cfg.in_channels, resolution, resolution, generator=g, device=device)
@@ -338,7 +333,6 @@ def ratio_table(models: dict[str, dict], reference: str) -> dict:
 def run_benchmark(specs: list[ModelSpec], bp: BenchParams, device: torch.device,
                   progress: Callable[[str], None] | None = None, telemetry: Telemetry | None = None) -> dict:
     """All measurements; returns the result body (the stage adds `env` and writes it)."""
-    from deco_bench.models import build_model, count_parameters
 
     say = progress or (lambda _msg: None)
     dtype = autocast_dtype(bp.precision, device)

@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from deco_bench.spectral.dct import (JPEG_CHROMA_BASE, JPEG_LUMA_BASE, block_dct2d, rgb_to_ycbcr,
-                                     scaled_jpeg_table)
+from deco_bench.spectral.dct import JPEG_CHROMA_BASE, JPEG_LUMA_BASE, block_dct2d, rgb_to_ycbcr, scaled_jpeg_table
 
 
 def fm_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

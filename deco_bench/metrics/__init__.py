@@ -2,8 +2,25 @@
 FD-DINOv2 (dinov2.py) and the clean-fid cross-check (cleanfid_backend.py, imported on demand)."""
 
 from deco_bench.metrics.api import (
-    EMBED_NAMES, FD_DINOV2, FD_EMBED, FID, INCEPTION_NAMES, IS, IS_EMBED, KID, KID_EMBED, PRECISION,
-    PRECISION_EMBED, RECALL, RECALL_EMBED, SFID, Reference, aggregate_seeds, compare, compute_all, compute_metrics,
+    EMBED_NAMES,
+    FD_DINOV2,
+    FD_EMBED,
+    FID,
+    INCEPTION_NAMES,
+    IS,
+    IS_EMBED,
+    KID,
+    KID_EMBED,
+    PRECISION,
+    PRECISION_EMBED,
+    RECALL,
+    RECALL_EMBED,
+    SFID,
+    Reference,
+    aggregate_seeds,
+    compare,
+    compute_all,
+    compute_metrics,
     evaluate_samples,
 )
 from deco_bench.metrics.embed_net import load_feature_net, save_feature_net, train_feature_net

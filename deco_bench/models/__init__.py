@@ -2,8 +2,16 @@
 
 from .deco import DeCo, PixelDecoder
 from .dit import PixelDiT
-from .presets import (PRESETS, ModelConfig, build_model, count_parameters, decoder_parameters, get_preset,
-                      matched_decoder_hidden, model_flops_per_image)
+from .presets import (
+                      PRESETS,
+                      ModelConfig,
+                      build_model,
+                      count_parameters,
+                      decoder_parameters,
+                      get_preset,
+                      matched_decoder_hidden,
+                      model_flops_per_image,
+)
 
 __all__ = ["DeCo", "PixelDecoder", "PixelDiT", "PRESETS", "ModelConfig", "build_model", "count_parameters",
            "decoder_parameters", "get_preset", "matched_decoder_hidden", "model_flops_per_image"]

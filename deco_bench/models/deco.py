@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (NORM_EPS, DiTBlock, LabelEmbedder, TimestepEmbedder, check_inputs, modulate, patchify,
-                     rope_2d_angles)
+from .layers import NORM_EPS, DiTBlock, LabelEmbedder, TimestepEmbedder, check_inputs, modulate, patchify, rope_2d_angles
 
 # ---------------------------------------------------------------------------------------------------------------
 # Output head: the pixel decoder

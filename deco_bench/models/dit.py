@@ -13,8 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (NORM_EPS, DiTBlock, LabelEmbedder, TimestepEmbedder, check_inputs, modulate, patchify,
-                     rope_2d_angles, unpatchify)
+from .layers import (
+    NORM_EPS,
+    DiTBlock,
+    LabelEmbedder,
+    TimestepEmbedder,
+    check_inputs,
+    modulate,
+    patchify,
+    rope_2d_angles,
+    unpatchify,
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Output head

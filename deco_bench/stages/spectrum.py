@@ -13,9 +13,9 @@ from pathlib import Path
 from deco_bench import config as cfgmod
 from deco_bench import paper
 from deco_bench.io import atomic_write_json, atomic_write_text
+from deco_bench.report.svg import Series, line_plot, model_colors
 from deco_bench.stages import _common
 from deco_bench.stages._sampling import load_ema_model
-from deco_bench.report.svg import Series, line_plot, model_colors
 from deco_bench.studies.spectrum import NUM_COEFFS, capture_spectra
 from deco_bench.training.distributed import resolve_device
 

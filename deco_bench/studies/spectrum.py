@@ -15,7 +15,6 @@ exactly one block, while at 256 px / patch 16 it is 16x16 = 4 blocks per channel
 
 from __future__ import annotations
 
-
 import torch
 
 from deco_bench.diffusion.sampler import class_balanced_labels, euler_sample, sample_noise

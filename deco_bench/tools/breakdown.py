@@ -25,10 +25,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+from deco_bench.bench import env as envmod
+from deco_bench.bench import flops as flopsmod
+from deco_bench.bench import memory_need
+from deco_bench.bench.params import paper_specs
+from deco_bench.bench.runner import ModelSpec, Recipe, autocast_dtype, build_train_step
+from deco_bench.bench.timing import spread, synchronize, time_fn
+from deco_bench.io import atomic_write_json
+from deco_bench.models import get_preset
+from deco_bench.models.deco import DecoderBlock
+from deco_bench.models.layers import DiTBlock
 
 SCHEMA = "deco-bench/step-breakdown/1"
 # (category, substrings of the kernel name), first match wins; names are lower-cased before matching.
@@ -50,7 +64,6 @@ def category(name: str) -> str:
 
 def kernel_table(prof, device: torch.device, steps: int) -> list[dict]:
     """Per kernel (CUDA) or per operator (CPU): calls and self time per step, largest first."""
-    from torch.autograd import DeviceType
 
     # record_function ranges (e.g. "Optimizer.step#AdamW.step") also appear on the GPU timeline, spanning the
     # kernels launched inside them: counting them would count those kernels twice
@@ -88,8 +101,6 @@ def summarise(rows: list[dict], wall_ms: float, top: int = 15) -> dict:
 
 def compile_blocks(net: torch.nn.Module) -> int:
     """Compile the forward of every DiT and pixel-decoder block in place; returns how many."""
-    from deco_bench.models.deco import DecoderBlock
-    from deco_bench.models.layers import DiTBlock
 
     n = 0
     for m in net.modules():
@@ -100,8 +111,6 @@ def compile_blocks(net: torch.nn.Module) -> int:
 
 
 def timed(step: Callable[[], None], *, warmup: int, repeats: int, device: torch.device) -> dict:
-    from deco_bench.bench.timing import spread, time_fn
-
     t0 = time.perf_counter()
     stats = time_fn(step, warmup=warmup, repeats=repeats, device=device)
     return {"s_per_iter": spread(stats.times_s), "timer": stats.timer, "repeats": repeats, "warmup": warmup,
@@ -110,11 +119,7 @@ def timed(step: Callable[[], None], *, warmup: int, repeats: int, device: torch.
 
 def measure_model(spec, *, resolution: int, batch: int, device: torch.device, dtype, warmup: int, repeats: int,
                   profile_steps: int, compile: bool, peak: float | None, say: Callable[[str], None]) -> dict:
-    from torch.profiler import ProfilerActivity, profile
 
-    from deco_bench.bench import flops as flopsmod
-    from deco_bench.bench.runner import build_train_step
-    from deco_bench.bench.timing import synchronize
 
     flops = flopsmod.train_flops_per_image(spec.cfg, resolution)
 
@@ -165,12 +170,6 @@ DEFAULTS = {"cuda": ("deco-xl,baseline-xl", 256, 32), "cpu": ("deco-s,baseline-s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deco_bench.bench import env as envmod
-    from deco_bench.bench import flops as flopsmod
-    from deco_bench.bench import memory_need
-    from deco_bench.bench.params import paper_specs
-    from deco_bench.io import atomic_write_json
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", default=None,
                     help="comma-separated, from deco-xl, baseline-xl (the official recipes); or any preset name, "
@@ -189,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
-    from dataclasses import replace
 
-    from deco_bench.bench.runner import ModelSpec, Recipe, autocast_dtype
-    from deco_bench.models import get_preset
 
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")

@@ -31,6 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from pytest_benchmark.logger import PytestBenchmarkWarning
+from pytest_benchmark.session import PerformanceRegression
+from pytest_benchmark.utils import get_machine_id
+
+from deco_bench.bench import env as envmod
+from deco_bench.io import flatten
+from deco_bench.tools.gate import hardware_differences
 
 STAMP_KEY = "deco_bench"  # machine_info[STAMP_KEY] = {"hardware": ..., "torch": ..., "device": ...}
 DEFAULT_STORAGE = Path("bench/baselines/pytest")
@@ -43,14 +51,12 @@ class BaselineError(ValueError):
 
 def bench_device():
     """The device tests/benchmarks measure on: CUDA when visible, else CPU."""
-    import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def this_machine() -> dict:
     """deco-bench's fingerprint of this machine for the benchmark device (bench.env; MIG from NVML on CUDA)."""
-    from deco_bench.bench import env as envmod
 
     device = bench_device()
     env = envmod.fingerprint(device, dtype="bf16" if device.type == "cuda" else "float32", compile=False)
@@ -74,7 +80,6 @@ def describe_unstamped(machine_info: dict) -> str:
 
 def differences(ours: dict, theirs: dict) -> list[str]:
     """Fingerprint keys that differ (tools.gate's rule, so `make bench` and `deco-bench gate` agree)."""
-    from deco_bench.tools.gate import hardware_differences
 
     return hardware_differences({"env": {"hardware": ours}}, {"env": {"hardware": theirs}})
 
@@ -129,8 +134,6 @@ def choose(storage: Path, machine_id: str, ours: dict) -> Choice:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pytest_benchmark.utils import get_machine_id
-
     ap = argparse.ArgumentParser(prog="python -m deco_bench.tools.pytest_baseline",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--storage", type=Path, default=DEFAULT_STORAGE, help="pytest-benchmark file storage folder")
@@ -179,7 +182,6 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def _changed_keys(a: dict, b: dict) -> list[str]:
     """Dotted keys whose values differ (through a JSON round trip: a saved tuple reads back as a list)."""
-    from deco_bench.io import flatten
 
     fa, fb = (flatten(json.loads(json.dumps({k: v for k, v in d.items() if k != STAMP_KEY}, default=str)))
               for d in (a, b))
@@ -190,7 +192,6 @@ def _changed_keys(a: dict, b: dict) -> list[str]:
 def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
     """Refuse a saved run of other hardware (pytest-benchmark only warns); for a run of this machine, replace
     pytest-benchmark's dump of both machine_info dicts (they differ after any kernel update) with one line."""
-    from pytest_benchmark.logger import PytestBenchmarkWarning
 
     ours = machine_info.get(STAMP_KEY) or this_machine()
     saved = compared_benchmark.get("machine_info") or {}
@@ -210,7 +211,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """pytest-benchmark signals a regression (and --benchmark-compare-fail without a comparison) by raising out of
     the terminal summary, which pytest prints as an internal-error traceback: make it one line and an exit status
     (1: regression; 4: usage error)."""
-    from pytest_benchmark.session import PerformanceRegression
 
     try:
         return (yield)

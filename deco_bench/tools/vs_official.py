@@ -34,7 +34,13 @@ from typing import Callable
 
 import torch
 
+from deco_bench.bench import env as envmod
+from deco_bench.bench import memory_need
 from deco_bench.bench.timing import spread, synchronize
+from deco_bench.diffusion.sampler import euler_sample
+from deco_bench.io import atomic_write_json
+from deco_bench.models import build_model
+from deco_bench.models.official import config_from_official_init_args, official_denoiser, official_state_dict_to_ours
 from deco_bench.training.step import autocast, autocast_dtype
 
 # An embedded-size pair: the official constructor arguments of deco-s / baseline-s (32 px, patch 4, width 192).
@@ -91,14 +97,12 @@ def _import_official(repo: Path):
 
 def official_xl_args(repo: Path) -> dict[str, dict]:
     """{kind: init_args} of DeCo-XL and Baseline-XL, read from the checkout's configs_c2i YAML files."""
-    from deco_bench.models.official import official_denoiser
 
     return {kind: official_denoiser(repo / rel)[1] for kind, rel in OFFICIAL_XL_CONFIGS.items()}
 
 
 def our_config(kind: str, a: dict):
     """Our ModelConfig for official constructor arguments (deco_bench.models.official's own mapping)."""
-    from deco_bench.models.official import config_from_official_init_args
 
     class_path = {"deco": "dit_c2i_DeCo.PixNerDiT", "baseline": "dit_c2i_baseline.FlattenDiT"}[kind]
     return config_from_official_init_args(class_path, a, source=f"official {kind} arguments")
@@ -106,8 +110,6 @@ def our_config(kind: str, a: dict):
 
 def build_pair(kind: str, repo: Path, args: dict | None = None, seed: int = 0):
     """(official model, our model) with identical weights, float32, on CPU, in train mode."""
-    from deco_bench.models import build_model
-    from deco_bench.models.official import official_state_dict_to_ours
 
     args = args or OFFICIAL_ARGS[kind]
     cls = _import_official(repo)[kind]
@@ -148,7 +150,6 @@ def train_step_fn(model, *, batch: int, resolution: int, num_classes: int, devic
 def sampler_fns(official, ours, repo: Path, *, cfg_scale: float, interval: tuple[float, float], num_steps: int,
                 batch: int, resolution: int, num_classes: int, device: torch.device):
     """(official run, our run, parity {max_abs_diff, rel_err} of x_ours against x_official) for one Euler setting."""
-    from deco_bench.diffusion.sampler import euler_sample
 
     off = _import_official(repo)
     sampler = off["EulerSampler"](scheduler=off["LinearScheduler"](), guidance_fn=off["guidance_fn"],
@@ -260,7 +261,6 @@ def compare(repo: Path, *, device: torch.device, batch: int = 8, sample_batch: i
 def memory_refusal(official_args: dict, device: torch.device, *, resolution: int, batch: int, **_) -> str | None:
     """One line refusing the measurement when the device cannot hold it: both models of a kind with their AdamW
     states live at once (train_step_fn), one of them steps at a time; no EMA, no REPA encoder."""
-    from deco_bench.bench import memory_need
 
     needs = {f"the {kind} pair": memory_need.training_need(
                  our_config(kind, a), batch=batch, resolution=resolution, bf16=device.type == "cuda", ema=False,
@@ -270,9 +270,6 @@ def memory_refusal(official_args: dict, device: torch.device, *, resolution: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deco_bench.bench import env as envmod
-    from deco_bench.io import atomic_write_json
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--official", default=None, help=f"official checkout (default: env {OFFICIAL_ENV})")
     ap.add_argument("--out", type=Path, default=Path("bench/vs_official.json"))

@@ -10,7 +10,6 @@ import pytest
 import torch  # noqa: F401  (imported before pytester's in-process runs, which drop modules they imported)
 from pytest_benchmark.utils import get_machine_id
 
-from deco_bench.tools import pytest_baseline  # moved
 from deco_bench.bench import env  # noqa: F401  (the same)
 from deco_bench.tools import gate, pytest_baseline as pb  # noqa: F401  (the same)
 
