@@ -23,6 +23,7 @@ from deco_bench.data.embedded import MAX_EMBEDDED_CLASSES
 from deco_bench.io import DecoBenchError
 from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
 from deco_bench.models import PRESETS, ModelConfig, get_preset
+from deco_bench.metrics.weights import DINOV2_VITB14, INCEPTION, MANIFEST, RequiredFile, by_filename
 
 # A model name is a folder name (runs/<name>) and part of DVC stage names (train@<name>): nothing path-like.
 MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -534,6 +535,42 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
     return parse_params(raw)
 
 
+def required_files(params: Params) -> list[RequiredFile]:
+    """Every weights/reference file `params` names, in the order the stages need them (train, then evaluate).
+
+    train.repa_encoder_weights (the DINOv2 ViT-B/14 manifest entry for repa_encoder 'dinov2-b14'),
+    models.<name>.init_from (your own checkpoints: presence only), evaluate.inception_weights (the Inception
+    manifest entry, whatever the file is called: its content is what is checked) and evaluate.reference (the ADM
+    manifest entry of that file name; another file name is a reference of your own: presence only). Empty values
+    name nothing.
+    """
+    out: list[RequiredFile] = []
+    t = params.train
+    if t.repa_encoder_weights:
+        if t.repa_encoder == "dinov2-b14":
+            out.append(RequiredFile("train.repa_encoder_weights", Path(t.repa_encoder_weights),
+                                    MANIFEST[DINOV2_VITB14]))
+        else:
+            out.append(RequiredFile("train.repa_encoder_weights", Path(t.repa_encoder_weights), None,
+                                    f"weights of the '{t.repa_encoder}' REPA encoder, a file of your own"))
+    for name, model in params.models.items():
+        if model.init_from:
+            out.append(RequiredFile(f"models.{name}.init_from", Path(model.init_from), None,
+                                    "a deco-bench EMA checkpoint of an earlier run of your own (runs/<model>/final.pt "
+                                    "or runs/<model>/eval_ckpts/step_*.pt), not a download; see the profile's "
+                                    "comments"))
+    e = params.evaluate
+    if e.inception_weights:
+        out.append(RequiredFile("evaluate.inception_weights", Path(e.inception_weights), MANIFEST[INCEPTION]))
+    if e.reference:
+        ref = Path(e.reference)
+        entry = by_filename(ref.name)
+        out.append(RequiredFile("evaluate.reference", ref, entry, "" if entry else
+                                "an ADM-format reference batch (.npz) of your own; the manifest lists ADM's "
+                                + " and ".join(m.filename for m in MANIFEST.values() if m.name.startswith("adm-"))))
+    return out
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclasses (resolved parameters, summaries), mappings and sequences as plain JSON-ready data."""
     if dataclasses.is_dataclass(obj):
@@ -560,6 +597,6 @@ def model_config(p: Params, name: str):
 __all__ = [
     "ConfigError", "Params", "RunParams", "DataParams", "ModelEntry", "TrainParams", "SampleParams", "EvalParams",
     "SpectrumParams", "AblationParams", "ConvergenceParams", "BenchParams", "BenchSize", "SampleSetting",
-    "ReportParams", "MODEL_KEY", "parse_params", "load_params", "to_dict", "model_config",
+    "ReportParams", "MODEL_KEY", "parse_params", "load_params", "to_dict", "model_config", "required_files",
 ]
 

@@ -12,6 +12,7 @@ from deco_bench import profiles
 from deco_bench.tools import cli
 from deco_bench.metrics import weights
 from deco_bench.paper import OFFICIAL_PROFILE_VALUES
+from deco_bench import config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -23,7 +24,7 @@ def test_profile_weights_files_are_the_manifest_files(name):
     """Every third-party file a profile names (Inception, DINOv2, ADM reference) is weights/<the manifest's file
     name>, so the missing-file error's download instructions produce exactly the file the profile reads. Only
     models.*.init_from (checkpoints of the user's own runs) is outside the manifest."""
-    files = weights.required_files(profiles.load_profile(name, EXPERIMENTS))
+    files = config.required_files(profiles.load_profile(name, EXPERIMENTS))
     manifest_names = {e.filename for e in weights.MANIFEST.values()}
     for f in files:
         if f.param.startswith("models.") and f.param.endswith(".init_from"):

@@ -7,7 +7,7 @@ raises an error naming the file, its expected sha256 (or that none is published)
 ever downloaded. The profiles in experiments/ name these files as `weights/<filename>`, with
 exactly the manifest's file names.
 
-The whole-parameter-set check: `required_files(params)` lists every weights/reference file the parameters name,
+The whole-parameter-set check: `config.required_files(params)` lists every weights/reference file the parameters name,
 `check_files(files)` checks each (presence, then sha256 against the manifest) and reports every problem, and
 `verify_all(files)` raises one error with one line per unusable file.
 """
@@ -17,12 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 from deco_bench.io import ChecksumError, DecoBenchError, MissingFileError, sha256_file
 
-if TYPE_CHECKING:
-    from deco_bench.config import Params
 
 ENV_CACHE_DIR = "DECO_BENCH_WEIGHTS"
 DEFAULT_CACHE_DIR = Path("~/.cache/deco-bench/weights")
@@ -188,42 +186,6 @@ class FileCheck:
     file: RequiredFile
     sha256: str | None  # actual sha256 (manifest files that exist); None for files of the user's own or missing
     problem: DecoBenchError | None  # None: usable
-
-
-def required_files(params: "Params") -> list[RequiredFile]:
-    """Every weights/reference file `params` names, in the order the stages need them (train, then evaluate).
-
-    train.repa_encoder_weights (the DINOv2 ViT-B/14 manifest entry for repa_encoder 'dinov2-b14'),
-    models.<name>.init_from (your own checkpoints: presence only), evaluate.inception_weights (the Inception
-    manifest entry, whatever the file is called: its content is what is checked) and evaluate.reference (the ADM
-    manifest entry of that file name; another file name is a reference of your own: presence only). Empty values
-    name nothing.
-    """
-    out: list[RequiredFile] = []
-    t = params.train
-    if t.repa_encoder_weights:
-        if t.repa_encoder == "dinov2-b14":
-            out.append(RequiredFile("train.repa_encoder_weights", Path(t.repa_encoder_weights),
-                                    MANIFEST[DINOV2_VITB14]))
-        else:
-            out.append(RequiredFile("train.repa_encoder_weights", Path(t.repa_encoder_weights), None,
-                                    f"weights of the '{t.repa_encoder}' REPA encoder, a file of your own"))
-    for name, model in params.models.items():
-        if model.init_from:
-            out.append(RequiredFile(f"models.{name}.init_from", Path(model.init_from), None,
-                                    "a deco-bench EMA checkpoint of an earlier run of your own (runs/<model>/final.pt "
-                                    "or runs/<model>/eval_ckpts/step_*.pt), not a download; see the profile's "
-                                    "comments"))
-    e = params.evaluate
-    if e.inception_weights:
-        out.append(RequiredFile("evaluate.inception_weights", Path(e.inception_weights), MANIFEST[INCEPTION]))
-    if e.reference:
-        ref = Path(e.reference)
-        entry = by_filename(ref.name)
-        out.append(RequiredFile("evaluate.reference", ref, entry, "" if entry else
-                                "an ADM-format reference batch (.npz) of your own; the manifest lists ADM's "
-                                + " and ".join(m.filename for m in MANIFEST.values() if m.name.startswith("adm-"))))
-    return out
 
 
 def check_file(f: RequiredFile, *, hasher: Callable[[Path], str] = sha256_file) -> FileCheck:

@@ -23,13 +23,14 @@ from deco_bench.data.imagenet import check_image_folder, resolve_imagenet_root
 from deco_bench.io import atomic_savez, atomic_write_json, sha256_cached
 from deco_bench.metrics import weights
 from deco_bench.stages import _common
+from deco_bench import config
 
 
 def run(params_path: str, out: Path) -> None:
     p = _common.setup(params_path)
 
     # before anything else: raises naming every bad file (hashes remembered per path, size and mtime)
-    checks = weights.verify_all(weights.required_files(p), hasher=sha256_cached)
+    checks = weights.verify_all(config.required_files(p), hasher=sha256_cached)
     info: dict = {"source": p.data.source, "resolution": p.data.resolution, "scale": p.run.scale,
                   "files": {c.file.param: {"path": str(c.file.path), "sha256": c.sha256} for c in checks}}
     if p.data.source == "embedded":

@@ -14,6 +14,7 @@ from deco_bench import profiles
 from deco_bench.config import parse_params
 from deco_bench.io import ChecksumError, DecoBenchError, MissingFileError, sha256_file
 from deco_bench.metrics import weights
+from deco_bench import config
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 INCEPTION_SHA = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
@@ -73,7 +74,7 @@ def test_published_hashes_are_pinned_and_every_other_entry_says_why_not():
 
 def test_required_files_of_the_paper_512_profile():
     p = profiles.load_profile("imagenet512-xl", EXPERIMENTS)
-    got = [(f.param, str(f.path), f.entry.name if f.entry else None) for f in weights.required_files(p)]
+    got = [(f.param, str(f.path), f.entry.name if f.entry else None) for f in config.required_files(p)]
     assert got == [
         ("train.repa_encoder_weights", "weights/dinov2_vitb14_pretrain.pth", weights.DINOV2_VITB14),
         ("models.deco.init_from", "weights/deco-xl-256-step1600000.pt", None),
@@ -84,7 +85,7 @@ def test_required_files_of_the_paper_512_profile():
 
 
 def test_the_embedded_default_names_no_file():
-    assert weights.required_files(profiles.load_profile("default", EXPERIMENTS)) == []
+    assert config.required_files(profiles.load_profile("default", EXPERIMENTS)) == []
     assert weights.verify_all([]) == []
 
 
@@ -94,7 +95,7 @@ def test_the_embedded_default_names_no_file():
 def test_missing_pinned_file_names_parameter_file_hash_and_source(tmp_path):
     p = params_naming(tmp_path, inception="weights-inception-2015-12-05-6726825d.pth")
     with pytest.raises(MissingFileError) as e:
-        weights.verify_all(weights.required_files(p))
+        weights.verify_all(config.required_files(p))
     path = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     assert str(e.value) == (
         f"evaluate.inception_weights: {path} not found (FID/sFID/IS/precision/recall/KID (ADM protocol); expected "
@@ -110,7 +111,7 @@ def test_wrong_hash_is_refused_with_both_hashes(tmp_path, monkeypatch):
     f.write_bytes(b"not the DINOv2 weights")
     p = params_naming(tmp_path, repa="dinov2_vitb14_pretrain.pth")
     with pytest.raises(ChecksumError) as e:
-        weights.verify_all(weights.required_files(p))
+        weights.verify_all(config.required_files(p))
     assert str(e.value) == (
         f"train.repa_encoder_weights: {f} has sha256 {sha256_file(f)}, expected {VITB14_SHA} (DINOv2 ViT-B/14: the "
         "REPA encoder, and FD-DINOv2 (ViT-B/14); corrupt, truncated or a different file). Get it from "
@@ -121,32 +122,32 @@ def test_correct_file_passes_and_its_hash_is_returned(tmp_path, monkeypatch):
     f = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     f.write_bytes(b"a small stand-in for the Inception weights")
     pin(monkeypatch, weights.INCEPTION, sha256_file(f).upper())  # case does not matter
-    checks = weights.verify_all(weights.required_files(params_naming(tmp_path, inception=f.name)))
+    checks = weights.verify_all(config.required_files(params_naming(tmp_path, inception=f.name)))
     assert [(c.file.param, c.sha256, c.problem) for c in checks] == [
         ("evaluate.inception_weights", sha256_file(f), None)]
     f.write_bytes(b"a small stand-in for the Inception weightS")  # one byte changed
     with pytest.raises(ChecksumError, match=sha256_file(f)):
-        weights.verify_all(weights.required_files(params_naming(tmp_path, inception=f.name)))
+        weights.verify_all(config.required_files(params_naming(tmp_path, inception=f.name)))
 
 
 def test_reference_without_published_hash_says_so_and_where_to_get_it(tmp_path):
     p = params_naming(tmp_path, reference="VIRTUAL_imagenet256_labeled.npz")
     ref = tmp_path / "VIRTUAL_imagenet256_labeled.npz"
     with pytest.raises(MissingFileError) as e:
-        weights.verify_all(weights.required_files(p))
+        weights.verify_all(config.required_files(p))
     assert str(e.value) == (
         f"evaluate.reference: {ref} not found (ADM reference batch, ImageNet 256x256; no published sha256: OpenAI "
         "publishes no sha256 for the ADM reference batches, so only its presence is checked; the prepare stage "
         f"records the sha256 of the copy it found in data/info.json). Get it from {ADM_256_URL} and place it at {ref}.")
     ref.write_bytes(b"any content: presence only")
-    (check,) = weights.verify_all(weights.required_files(p))
+    (check,) = weights.verify_all(config.required_files(p))
     assert check.problem is None and check.sha256 == sha256_file(ref)  # recorded, not compared
 
 
 def test_own_files_are_checked_for_presence_only(tmp_path):
     p = params_naming(tmp_path, init_from="init.pt", reference="my_reference.npz")
     with pytest.raises(MissingFileError) as e:
-        weights.verify_all(weights.required_files(p))
+        weights.verify_all(config.required_files(p))
     assert str(e.value).splitlines() == [
         f"models.deco.init_from: {tmp_path / 'init.pt'} not found (a deco-bench EMA checkpoint of an earlier run of "
         "your own (runs/<model>/final.pt or runs/<model>/eval_ckpts/step_*.pt), not a download; see the profile's "
@@ -157,7 +158,7 @@ def test_own_files_are_checked_for_presence_only(tmp_path):
     ]
     (tmp_path / "init.pt").write_bytes(b"x")
     (tmp_path / "my_reference.npz").write_bytes(b"y")
-    assert [(c.sha256, c.problem) for c in weights.verify_all(weights.required_files(p))] == [(None, None)] * 2
+    assert [(c.sha256, c.problem) for c in weights.verify_all(config.required_files(p))] == [(None, None)] * 2
 
 
 def test_every_file_is_checked_and_every_problem_reported_one_line_each(tmp_path, monkeypatch):
@@ -166,12 +167,12 @@ def test_every_file_is_checked_and_every_problem_reported_one_line_each(tmp_path
     (tmp_path / "dinov2_vitb14_pretrain.pth").write_bytes(b"wrong")
     p = params_naming(tmp_path, repa="dinov2_vitb14_pretrain.pth", init_from="init.pt",
                       inception="weights-inception-2015-12-05-6726825d.pth", reference=good.name)
-    checks = weights.check_files(weights.required_files(p))
+    checks = weights.check_files(config.required_files(p))
     assert [(c.file.param, type(c.problem).__name__) for c in checks] == [
         ("train.repa_encoder_weights", "ChecksumError"), ("models.deco.init_from", "MissingFileError"),
         ("evaluate.inception_weights", "MissingFileError"), ("evaluate.reference", "NoneType")]
     with pytest.raises(DecoBenchError) as e:  # a mix of problems: the base class, one line per unusable file
-        weights.verify_all(weights.required_files(p))
+        weights.verify_all(config.required_files(p))
     assert type(e.value) is DecoBenchError
     assert str(e.value).splitlines() == [str(c.problem) for c in checks[:3]]
     assert [(type(x), str(x)) for x in e.value.problems] == [(type(c.problem), str(c.problem)) for c in checks[:3]]
