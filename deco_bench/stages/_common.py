@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from deco_bench.config import Params, load_params, to_dict
 from deco_bench.io import DecoBenchError, atomic_write_json, sha256_file
@@ -39,8 +40,6 @@ def fingerprint(obj: Any) -> str:
 
 
 def progress_bar(total: int, desc: str, unit: str = "it", initial: int = 0, disable: bool = False):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, dynamic_ncols=True,
                 file=sys.stderr, mininterval=1.0)
 
