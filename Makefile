@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # ruff (lint) and lint-imports (the import layers of docs/architecture.md) first: seconds, and they fail fast.
+# The suite runs on every core (pytest-xdist); --dist loadfile keeps a file's tests, and its shared fixtures such
+# as the pipeline run of tests/test_pipeline.py, in one worker. `pytest -q` alone runs it serially.
 test: install
 	$(BIN)/ruff check deco_bench tests
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # dvc runs each stage's `python -m ...` through PATH: the virtual environment's bin comes first.
 repro: install

@@ -126,6 +126,7 @@ def _run(pytester, *args):
 
 @pytest.mark.filterwarnings("ignore:Can't compare")
 def test_hooks_stamp_refuse_and_end_a_regression_in_one_line(pytester, monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # the inner run is not an xdist worker: benchmarks on
     # only the two plugins at stake: scanning every installed package for pytest plugins takes seconds
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_tiny=TINY_BENCH)
