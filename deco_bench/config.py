@@ -524,15 +524,46 @@ def parse_params(raw: Any) -> Params:
     return params
 
 
-def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping holding the same key twice (plain YAML keeps the last one silently,
+    and DVC refuses the file only at `dvc repro` time)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, again: int):
+        super().__init__(f"key {key!r} appears twice: line {first} and line {again}")
+        self.key, self.first, self.again = key, first, again
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A parameter or profile file as plain data; invalid YAML or a duplicate key is a ConfigError naming the file
+    (and, for a duplicate, the key and both line numbers)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError([(str(path), "parameter file not found")])
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise ConfigError([(str(path), str(e))]) from e
     except (yaml.YAMLError, ValueError) as e:  # ValueError: e.g. an integer literal beyond Python's 4300 digits
         raise ConfigError([(str(path), f"not valid YAML: {e}")]) from e
-    return parse_params(raw)
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+    return parse_params(read_yaml(path))
 
 
 def required_files(params: Params) -> list[RequiredFile]:

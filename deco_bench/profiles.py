@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from deco_bench.config import ConfigError, Params, parse_params, to_dict
+from deco_bench.config import ConfigError, Params, parse_params, read_yaml, to_dict
 from deco_bench.io import atomic_write_text
 from deco_bench.paper import OFFICIAL_PROFILE_VALUES
 
@@ -44,10 +44,10 @@ def resolve(name: str, folder: Path = EXPERIMENTS) -> dict[str, Any]:
     default_path = folder / "default.yaml"
     if name not in available(folder):
         raise ConfigError([("profile", f"unknown profile {name!r}; available: {', '.join(available(folder))}")])
-    base = yaml.safe_load(default_path.read_text())
+    base = read_yaml(default_path)
     if name == "default":
         return base
-    over = yaml.safe_load((folder / f"{name}.yaml").read_text()) or {}
+    over = read_yaml(folder / f"{name}.yaml") or {}
     replace = set(over.pop("replace", []))
     merged = _deep_merge(base, over, replace)
     merged.setdefault("run", {})["profile"] = name

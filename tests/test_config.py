@@ -424,3 +424,38 @@ def test_randomly_damaged_parameter_files_give_config_errors(tmp_path_factory, r
         assert e.problems and all(isinstance(k, str) and k and m for k, m in e.problems)
     except Exception:
         pytest.fail(f"load_params crashed on:\n{text}\n" + traceback.format_exc())
+
+
+# ---- duplicate keys ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("train:\n  steps: 300\n  steps: 400\n", "steps", (2, 3)),
+    ("models:\n  deco: {preset: deco-s}\n  deco: {preset: deco-s}\n", "deco", (2, 3)),
+    ("run: {seed: 0, seed: 1}\n", "seed", (1, 1)),
+    ("train: {}\ntrain: {}\n", "train", (1, 2)),
+])
+def test_a_duplicate_key_is_refused_with_both_line_numbers(tmp_path, text, key, lines):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    ((where, msg),) = err.value.problems
+    assert where == str(path) and msg == f"key {key!r} appears twice: line {lines[0]} and line {lines[1]}"
+
+
+def test_a_duplicate_key_in_a_profile_is_refused(tmp_path):
+    (tmp_path / "default.yaml").write_text((EXPERIMENTS / "default.yaml").read_text())
+    (tmp_path / "twice.yaml").write_text("train:\n  steps: 10\n  steps: 20\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml.*'steps' appears twice: line 2 and line 3"):
+        profiles.resolve("twice", tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.sampled_from(["steps", "lr", "seed", "deco", "0", "a b", "é"]), depth=st.integers(0, 2))
+def test_random_duplicate_keys_give_a_config_error_never_a_traceback(tmp_path_factory, key, depth):
+    path = tmp_path_factory.mktemp("dup") / "params.yaml"
+    indent = "  " * depth
+    head = "".join("  " * i + f"s{i}:\n" for i in range(depth))
+    path.write_text(head + f"{indent}{key!r}: 1\n{indent}{key!r}: 2\n")
+    with pytest.raises(ConfigError, match="appears twice"):
+        load_params(path)

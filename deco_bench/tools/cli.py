@@ -6,9 +6,12 @@ import argparse
 import importlib
 import sys
 
+import torch
+
 from deco_bench import profiles
-from deco_bench.config import load_params
-from deco_bench.io import DecoBenchError
+from deco_bench.config import ConfigError, load_params, required_files
+from deco_bench.io import DecoBenchError, sha256_cached
+from deco_bench.metrics.weights import verify_all
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -29,8 +32,20 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Every check a stage would make of the parameters, plus what this machine can honour (and, with --files,
+    every file the parameters name), so a paper-scale run fails in seconds, not after hours of training."""
     p = load_params(args.params)
-    print(f"{args.params}: valid (profile {p.run.profile!r}, {len(p.models)} models: {', '.join(p.models)})")
+    if p.run.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError([("run.device", "'cuda' is asked for but no CUDA device is visible on this machine")])
+    if p.run.device != "cpu" and torch.cuda.is_available() and p.run.nproc > torch.cuda.device_count():
+        raise ConfigError([("run.nproc", f"{p.run.nproc} processes per node, but this machine has "
+                                         f"{torch.cuda.device_count()} CUDA device(s)")])
+    files = ""
+    if args.files:
+        checks = verify_all(required_files(p), hasher=sha256_cached)
+        files = (f"; every one of the {len(checks)} file(s) it names is present (sha256 checked where published)"
+                 if checks else "; it names no weights, reference or init_from file")
+    print(f"{args.params}: valid (profile {p.run.profile!r}, {len(p.models)} models: {', '.join(p.models)}){files}")
     return 0
 
 
@@ -43,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     pr.set_defaults(fn=_profile)
     ck = sub.add_parser("check", help="validate a parameter file and report every problem at once")
     ck.add_argument("--params", default="params.yaml")
+    ck.add_argument("--files", action="store_true",
+                    help="also check that every weights/reference/init_from file the parameters name is present and "
+                         "has its published sha256")
     ck.set_defaults(fn=_check)
     gt = sub.add_parser("gate", help="compare a benchmark result with a baseline; exit 1 on a regression",
                         add_help=False)
@@ -51,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     cp.set_defaults(fn=None, module="deco_bench.tools.compare")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("gate", "compare"):  # these parse their own arguments
-
         return importlib.import_module(sub.choices[argv[0]].get_default("module")).main(argv[1:])
     args = ap.parse_args(argv)
     try:
