@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,10 +47,55 @@ def progress_bar(total: int, desc: str, unit: str = "it", initial: int = 0, disa
                 file=sys.stderr, mininterval=1.0)
 
 
+LOCK_DIR = Path(".deco_bench") / "locks"
+
+
+class StageBusyError(DecoBenchError):
+    """The same stage command is already running in this folder (another `dvc repro`, or a stage run by hand)."""
+
+
+def stage_command(argv: list[str] | None = None) -> str:
+    """The command a stage process runs (module and arguments): two runs of it in one folder write the same outputs."""
+    argv = sys.argv if argv is None else argv  # argv[0]: the stage module's file (python -m deco_bench.stages.X)
+    return " ".join([f"python -m deco_bench.stages.{Path(argv[0]).stem}", *argv[1:]])
+
+
+@contextlib.contextmanager
+def stage_lock(command: str, folder: Path = LOCK_DIR):
+    """Hold an exclusive lock for `command` in this folder, or raise StageBusyError naming the holder.
+
+    The lock is an flock on .deco_bench/locks/<hash of the command>.lock: the kernel drops it when the holder exits,
+    however it exits (a kill -9 or a killed `dvc` leaves no stale lock), and the file records who holds it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (hashlib.sha256(command.encode()).hexdigest()[:16] + ".lock")
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "a process that has not written its name yet"
+            raise StageBusyError(f"this stage is already running in this folder ({holder}); a second pipeline run "
+                                 f"would write the same outputs: wait for it or stop it, then run again") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"PID {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+
+
 def main_wrapper(fn: Callable[[], None]) -> None:
-    """Run a stage; a DecoBenchError is printed as one clear message (exit 2), not a deep traceback."""
+    """Run a stage under its lock (one run of a stage command per folder at a time; torchrun's other ranks run
+    under rank 0's); a DecoBenchError is printed as one clear message (exit 2), not a deep traceback."""
     try:
-        fn()
+        if under_torchrun() and os.environ.get("RANK", "0") != "0":
+            fn()
+        else:
+            with stage_lock(stage_command()):
+                fn()
     except DecoBenchError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
