@@ -34,6 +34,9 @@ class ConfigError(DecoBenchError, ValueError):
 
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
+        if len(problems) == 1:  # one problem, one line: the key and what is wrong with it
+            super().__init__(f"invalid parameter {problems[0][0]}: {problems[0][1]}")
+            return
         lines = [f"  - {key}: {msg}" for key, msg in problems]
         super().__init__(f"{len(problems)} invalid parameter(s):\n" + "\n".join(lines))
 
@@ -510,7 +513,8 @@ def parse_params(raw: Any) -> Params:
     else:
         for name, entry in models_raw.items():
             if not isinstance(name, str) or not MODEL_KEY.fullmatch(name):
-                problems.append((f"models.{name}", f"invalid model name {name!r}: a name becomes a folder and a "
+                shown = name if isinstance(name, str) and name.isprintable() else repr(name)  # one line, always
+                problems.append((f"models.{shown}", f"invalid model name {name!r}: a name becomes a folder and a "
                                                      f"stage name, so it must match {MODEL_KEY.pattern} (lower-case "
                                                      f"letters, digits, '_' and '-', at most 64 characters)"))
                 continue
