@@ -25,7 +25,7 @@ RULE = ("so it must match [a-z0-9][a-z0-9_-]{0,63} (lower-case letters, digits, 
 def tree_hash(folder: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):
-        if p.is_file():
+        if p.is_file() and ".deco_bench" not in p.parts:  # a stage's lock file (empty once it exits) is expected
             h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()
 
@@ -113,3 +113,22 @@ def test_random_duplicate_keys_are_refused_by_check(tmp_path_factory, capsys, se
     lines.insert(i + 1, lines[i])  # the same key again, right below
     rc, err = check(tmp_path_factory.mktemp("dup"), "\n".join(lines) + "\n", capsys)
     assert rc == 2 and len(err) == 1 and f"appears twice: line {i + 1} and line {i + 2}" in err[0]
+
+
+def test_every_stage_refuses_a_path_like_model_name_before_writing(tmp_path):
+    """The same rule in a stage (it loads params.yaml the same way), before it creates any folder."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_model("a/b"), sort_keys=False))
+    before = tree_hash(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for stage, args in (("train", ["--model", "deco"]), ("inputs", [])):
+        r = subprocess.run([sys.executable, "-m", f"deco_bench.stages.{stage}", *args], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+            f"error: invalid parameter models.a/b: invalid model name 'a/b': a name becomes a folder and a stage "
+            f"name, {RULE}"], r.stderr
+    assert tree_hash(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".deco_bench", "params.yaml"]  # only the (empty) lock
