@@ -112,7 +112,7 @@ class PixelDiT(nn.Module):
         return self.forward(x, t, y, return_features=True)
 
     # -----------------------------------------------------------------------------------------------------------
-    # Helpers of forward, and views inside it for analysis code
+    # Helpers of forward
     # -----------------------------------------------------------------------------------------------------------
 
     def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
@@ -127,16 +127,3 @@ class PixelDiT(nn.Module):
         """(B, L, C) -> (B, C, H/p, W/p) for an H x W image."""
         p = self.patch_size
         return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)
-
-    def trunk(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """The DiT part of `forward` (the same lines): (tokens after the last block (B, L, C), t_emb (B, 1, C), c)."""
-        check_inputs(x, t, y, self.in_channels, self.patch_size)
-        _, _, h, w = x.shape  # B 3 H W
-        p = self.patch_size
-        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
-        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
-        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
-        tokens = self.patch_embed(patchify(x, p))  # B L C
-        for block in self.blocks:
-            tokens = block(tokens, c, rope)  # B L C
-        return tokens, t_emb, c  # B L C, B 1 C, B 1 C

@@ -172,7 +172,14 @@ def test_capture_takes_dit_output_and_velocity_from_the_right_place(preset):
     x_t, t, v, feats = steps[1]
     t_rows = torch.full((3,), t)
     with torch.no_grad():
-        tokens, t_emb, c = model.trunk(x_t, t_rows, y)  # B L C
+        # the DiT part of forward, observed: the last block's tokens, and t_emb and c as forward builds them
+        seen = []
+        hook = model.blocks[-1].register_forward_hook(lambda m, i, o: seen.append(o))
+        model(x_t, t_rows, y)
+        hook.remove()
+        tokens = seen[0]  # B L C
+        t_emb = model.t_embedder(t_rows)[:, None]  # B 1 C
+        c = F.silu(t_emb + model.y_embedder(y)[:, None])  # B 1 C
         if preset.startswith("deco"):
             # DeCo: the decoder's condition s = SiLU(t_emb + tokens) (official forward_sx), and v = decoder(x_t, s)
             s = F.silu(t_emb + tokens)
