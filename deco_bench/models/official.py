@@ -145,30 +145,76 @@ def official_state_dict_to_ours(state: dict[str, torch.Tensor], kind: str, prefi
     return {official_key_to_ours(k[len(prefix):], kind): v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _check_fits(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+def describe_official_weights(state: dict[str, torch.Tensor], prefix: str) -> str:
+    """What the official-format weights under `prefix` look like, read from their names and shapes alone
+    (e.g. "a DeCo checkpoint (dit_c2i_DeCo.PixNerDiT): hidden size 1152, 31 blocks, 682.283M parameters")."""
+    names = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not names:
+        return "no weights"
+    has = lambda start: any(k.startswith(start) for k in names)  # noqa: E731
+    if has("dec_net."):
+        kind = "a DeCo checkpoint (dit_c2i_DeCo.PixNerDiT)"
+    elif has("s_embedder.") and has("x_embedder.embedder."):
+        kind = "a PixNerd checkpoint (dit_c2i_pixnerd.PixNerDiT)"
+    elif has("x_embedder.proj."):
+        kind = "a baseline DiT checkpoint (dit_c2i_baseline.FlattenDiT)"
+    else:
+        kind = "not a DeCo, PixNerd or baseline DiT checkpoint"
+    blocks = {int(m.group(1)) for k in names if (m := re.match(r"blocks\.(\d+)\.", k))}
+    hidden = names.get("t_embedder.mlp.0.weight")
+    detail = [f"hidden size {hidden.shape[0]}"] if isinstance(hidden, torch.Tensor) and hidden.ndim == 2 else []
+    if blocks:
+        detail.append(f"{max(blocks) + 1} transformer blocks")
+    detail.append(f"{sum(v.numel() for v in names.values()) / 1e6:.3f}M parameters")
+    return f"{kind}: {', '.join(detail)}"
+
+
+def _check_fits(model: nn.Module, weights: dict[str, torch.Tensor], source: str, looks_like: str = "") -> None:
     missing, unexpected, shapes = weight_mismatches(model, weights)
     if missing or unexpected or shapes:
         def show(items: list[str]) -> str:
             return ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
+        own = sum(p.numel() for p in model.state_dict().values()) / 1e6
+        seen = f"; the file holds {looks_like}, the config describes {own:.3f}M parameters" if looks_like else ""
         raise CheckpointMismatchError(
             f"{source} does not fit the architecture of its config: missing keys [{show(missing)}]; "
             f"unexpected keys [{show(unexpected)}]; shape mismatches [{show(shapes)}] (names as in deco-bench; "
-            f"see deco_bench.models.official.OFFICIAL_TO_OURS)")
+            f"see deco_bench.models.official.OFFICIAL_TO_OURS){seen}")
 
 
 def load_official(config_path: str | os.PathLike, ckpt_path: str | os.PathLike, ema: bool = True) -> nn.Module:
     """Our model (eval mode, float32, CPU) with the weights of an official checkpoint (EMA weights by default)."""
-    cfg = config_from_official_yaml(config_path)
+    return load_released(ckpt_path, config_from_official_yaml(config_path), ema=ema)
+
+
+def _official_state(ckpt_path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ckpt = safe_torch_load(ckpt_path, map_location="cpu")
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CorruptFileError(f"{ckpt_path}: expected a Lightning checkpoint with a 'state_dict' of tensors")
+    return state
+
+
+def load_released(ckpt_path: str | os.PathLike, cfg: ModelConfig, ema: bool = True) -> nn.Module:
+    """Our model of architecture `cfg` (a preset) with the weights of a released official checkpoint, strictly.
+
+    Every key of the EMA (or raw) weights must map onto `cfg`'s model with its shape, and the parameter counts must
+    be equal; otherwise CheckpointMismatchError names the missing, unexpected and wrong-shape keys and says what the
+    file looks like (a PixNerd or baseline file given for DeCo is refused, never half loaded).
+    """
+    state = _official_state(ckpt_path)
     prefix = "ema_denoiser." if ema else "denoiser."
     weights = official_state_dict_to_ours(state, cfg.kind, prefix)
     if not weights:
         groups = sorted({k.split(".", 1)[0] for k in state})
         raise OfficialFormatError(f"{ckpt_path}: no '{prefix}*' weights (ema={ema}); it holds: {groups}")
     model = build_model(cfg)
-    _check_fits(model, weights, f"{ckpt_path} ({prefix}*)")
+    looks_like = describe_official_weights(state, prefix)
+    _check_fits(model, weights, f"{ckpt_path} ({prefix}*)", looks_like)
+    expected = sum(p.numel() for p in model.parameters())
+    got = sum(v.numel() for v in weights.values())
+    if got != expected:  # unreachable when keys and shapes match; kept as the statement of the contract
+        raise CheckpointMismatchError(f"{ckpt_path}: {got} parameters, the preset has {expected} ({looks_like})")
     model.load_state_dict({k: v.float() for k, v in weights.items()})
     return model.eval()
