@@ -138,7 +138,8 @@ def fd_with_interval(features: np.ndarray, ref: FeatureStats, *, key: str, boots
 # ------------------------------------------------------------------------------------------------ I/O on top
 
 
-def _reference(reference_npz: str | os.PathLike, extractor, *, batch_size: int, cache_dir) -> Reference:
+def reference_from_npz(reference_npz: str | os.PathLike, extractor, *, batch_size: int, cache_dir) -> Reference:
+    """A reference batch's statistics (its mu/sigma as stored, else from its images) and its images' features."""
     stats = adm_npz.read_reference_stats(reference_npz)
     feats = None
     if adm_npz.has_array(reference_npz, adm_npz.IMAGES_KEY):
@@ -191,7 +192,7 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
         dino = load_dinov2_extractor(dinov2_weights, arch=dinov2_arch, sha256=dinov2_sha256)
     samples = extract_npz(samples_npz, extractor, num_images=num_images_expected, batch_size=batch_size,
                           cache_dir=cache_dir)
-    ref = _reference(reference_npz, extractor, batch_size=batch_size, cache_dir=cache_dir)
+    ref = reference_from_npz(reference_npz, extractor, batch_size=batch_size, cache_dir=cache_dir)
     out = compute_all(samples, ref, names=names, bootstrap=bootstrap, seed=seed)
     extra = {}
     if dino is not None:

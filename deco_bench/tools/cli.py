@@ -67,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     gt.set_defaults(fn=None, module="deco_bench.tools.gate")
     cp = sub.add_parser("compare", help="HTML report comparing DVC experiments or git revisions", add_help=False)
     cp.set_defaults(fn=None, module="deco_bench.tools.compare")
+    ev = sub.add_parser("eval", help="score an ADM-format sample .npz against a reference batch (ADM's evaluator, "
+                                     "in PyTorch): SAMPLES.npz REF.npz --inception-weights FILE", add_help=False)
+    ev.set_defaults(fn=None, module="deco_bench.tools.eval")
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("gate", "compare"):  # these parse their own arguments
+    if argv and argv[0] in ("gate", "compare", "eval"):  # these parse their own arguments
         return importlib.import_module(sub.choices[argv[0]].get_default("module")).main(argv[1:])
     args = ap.parse_args(argv)
     try:

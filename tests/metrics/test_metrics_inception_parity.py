@@ -139,3 +139,108 @@ def test_reference_written_by_us_scores_like_its_images(tmp_path, adm_batches, i
                               cache_dir=inception_feats["cache_dir"])
     for key in (api.FID, api.SFID, api.IS):
         assert got[key] == pytest.approx(ours[key], rel=1e-9)
+
+
+# ------------------------------------------------------------------ `deco-bench eval` (ADM's evaluator, public API)
+
+
+def _eval(argv, capsys):
+    from deco_bench.tools.cli import main
+
+    code = main(["eval", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_prints_adm_lines_equal_to_compute_metrics_and_torch_fidelity(tmp_path, capsys, adm_batches,
+                                                                           inception_weights, inception_sha,
+                                                                           inception_feats, ours, fidelity):
+    import json
+
+    code, out, err = _eval([adm_batches["samples_path"], adm_batches["ref_path"], "--inception-weights",
+                            inception_weights, "--inception-sha256", inception_sha, "--json", tmp_path / "m.json",
+                            "--bootstrap", "2", "--cache-dir", inception_feats["cache_dir"]], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [ln.split(": ")[0] for ln in lines] == ["Inception Score", "FID", "sFID", "Precision", "Recall"]
+    printed = {k: float(ln.split(": ")[1]) for k, ln in zip([api.IS, api.FID, api.SFID, api.PRECISION, api.RECALL],
+                                                             lines)}
+    reference = api.compute_metrics(adm_batches["samples_path"], adm_batches["ref_path"],
+                                    inception_weights=inception_weights, inception_sha256=inception_sha,
+                                    cache_dir=inception_feats["cache_dir"])
+    result = json.loads((tmp_path / "m.json").read_text())
+    for key, value in printed.items():
+        assert value == result["metrics"][key]
+        if key in (api.IS, api.PRECISION, api.RECALL):
+            assert value == reference[key] == ours[key]  # the same code on the same features: bit for bit
+        else:  # eigh of a rank-12 covariance in ~2,000 dimensions: multi-threaded LAPACK varies in the last bits
+            assert value == pytest.approx(reference[key], rel=1e-9) and value == pytest.approx(ours[key], rel=1e-9)
+        assert len(result["ci"][key]) == 2
+    assert printed[api.FID] == pytest.approx(fidelity["frechet_inception_distance"], rel=1e-4)
+    assert printed[api.IS] == pytest.approx(fidelity["inception_score_mean"], rel=1e-4)
+    assert printed[api.PRECISION] == pytest.approx(fidelity["precision"], abs=1e-4)
+    assert printed[api.RECALL] == pytest.approx(fidelity["recall"], abs=1e-4)
+    proto = result["protocol"]
+    assert proto["extractor"]["weights_sha256"] == inception_sha and proto["num_images"] == N_SAMPLES
+    assert proto["reference_sha256"] and proto["samples_sha256"] and proto["is_ordering"] == "file order (ADM)"
+    assert result["ordering"]["class_sorted"] is False and "notice" not in err
+
+
+def test_eval_names_a_class_sorted_file_and_reports_both_is(tmp_path, capsys, adm_batches, inception_weights,
+                                                             inception_sha, inception_feats):
+    import json
+
+    labels = np.repeat(np.arange(3), N_SAMPLES // 3)  # three classes, one run each: written class by class
+    np.savez(tmp_path / "sorted.npz", arr_0=adm_batches["samples"], arr_1=labels)
+    code, out, err = _eval([tmp_path / "sorted.npz", adm_batches["ref_path"], "--inception-weights",
+                            inception_weights, "--inception-sha256", inception_sha, "--json", tmp_path / "m.json",
+                            "--bootstrap", "0", "--cache-dir", inception_feats["cache_dir"], "--quiet"], capsys)
+    assert code == 0, err
+    assert "is sorted by class (the file's labels come in 3 contiguous runs, one per class)" in err
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["ordering"]["class_sorted"] is True
+    assert result["is_file_order"] == result["metrics"][api.IS]
+    assert "is_permuted" in result and "permuted" in result["protocol"]["is_ordering"]
+    assert out.splitlines()[0] == f"Inception Score: {result['metrics'][api.IS]}"
+
+
+def _bad_inputs(tmp_path, good):
+    cut = tmp_path / "truncated.npz"
+    data = open(good, "rb").read()
+    cut.write_bytes(data[: len(data) // 2])
+    rng = np.random.default_rng(0)
+    files = {
+        "float01.npz": dict(arr_0=rng.uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)),
+        "outofrange.npz": dict(arr_0=rng.uniform(-40, 300, (4, 32, 32, 3)).astype(np.float32)),
+        "nchw.npz": dict(arr_0=rng.integers(0, 255, (4, 3, 32, 32), dtype=np.uint8)),
+        "gray.npz": dict(arr_0=rng.integers(0, 255, (4, 32, 32), dtype=np.uint8)),
+        "one.npz": dict(arr_0=rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8)),
+        "empty.npz": dict(arr_0=np.zeros((0, 32, 32, 3), np.uint8)),
+        "noarr.npz": dict(images=rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)),
+    }
+    for name, arrays in files.items():
+        np.savez(tmp_path / name, **arrays)
+    (tmp_path / "text.npz").write_text("hello")
+    return {cut.name: "truncated or corrupt", "float01.npz": "expected dtype uint8.*values lie in \\[0",
+            "outofrange.npz": "expected dtype uint8.*values lie in \\[-", "nchw.npz": "looks like NCHW",
+            "gray.npz": "expected a \\(N, H, W, 3\\) array", "one.npz": "holds 1 image",
+            "empty.npz": "holds 0 image", "noarr.npz": "no array 'arr_0'", "text.npz": "not a readable .npz",
+            "absent.npz": "not found"}
+
+
+def test_eval_bad_inputs_exit_2_with_one_named_line(tmp_path, capsys, adm_batches, inception_weights):
+    import re
+
+    for name, pattern in _bad_inputs(tmp_path, adm_batches["samples_path"]).items():
+        code, out, err = _eval([tmp_path / name, adm_batches["ref_path"], "--inception-weights", inception_weights,
+                                "--inception-sha256", "none", "--quiet"], capsys)
+        assert code == 2 and out == "", name
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and name in err, err
+        assert re.search(pattern, err), (name, err)
+    # a bad reference, and a wrong weights hash, are named the same way
+    code, _, err = _eval([adm_batches["samples_path"], tmp_path / "truncated.npz", "--inception-weights",
+                          inception_weights, "--inception-sha256", "none", "--quiet"], capsys)
+    assert code == 2 and "truncated.npz" in err and len(err.splitlines()) == 1
+    code, _, err = _eval([adm_batches["samples_path"], adm_batches["ref_path"], "--inception-weights",
+                          inception_weights, "--quiet"], capsys)  # random weights: not the published file
+    assert code == 2 and "expected 6726825d" in err and len(err.splitlines()) == 1
