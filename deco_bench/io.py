@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,7 +21,6 @@ import pathlib
 import pickle
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -52,13 +52,50 @@ class DiskSpaceError(DecoBenchError):
     """Not enough free disk space for what a stage is about to write."""
 
 
+# errno values that mean "the disk (or the user's quota) is full": a write failing with one of them is a
+# DiskSpaceError naming the file, whichever writer it happened in.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+TEMP_SUFFIX = ".tmp"  # every temporary file atomic_path makes is ".<name>.<random><suffix>.tmp" in the target's folder
+
+
+def _disk_full(path: Path, e: OSError) -> DiskSpaceError:
+    return DiskSpaceError(f"{path}: the disk is full ({e.strerror or e}); nothing was replaced (the previous file, "
+                          f"if any, is intact and no partial file is left): free some space and run the same command "
+                          f"again")
+
+
+def disk_full_cause(e: BaseException) -> OSError | None:
+    """The disk-full OSError behind `e` (itself, or what it was raised from or while handling), if there is one."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def open_for_write(path: str | os.PathLike, mode: str = "wb"):
+    """The one place file contents are written from (tests replace it to simulate a full disk)."""
+    return open(path, mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success fsync it and rename it over `path`."""
+    """Yield a temporary path next to `path`; on success fsync it and rename it over `path`.
+
+    A full disk at any point (creating, writing, syncing, renaming) raises DiskSpaceError and removes the temporary
+    file; a kill leaves it behind, which `remove_temporaries` (called by every stage at its start) deletes.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise _disk_full(path, e) from e
+        raise
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -72,14 +109,43 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+    except Exception as e:  # noqa: BLE001 - a writer may wrap the OSError (torch.save: RuntimeError)
+        full = disk_full_cause(e)
+        if full is not None:
+            raise _disk_full(path, full) from e
+        raise
     finally:
-        if tmp_path.exists():
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
+
+
+def is_temporary(name: str, of: str | None = None) -> bool:
+    """Whether `name` is a temporary file of atomic_path (of the file named `of`, when given)."""
+    prefix = f".{of}." if of is not None else "."
+    return name.startswith(prefix) and name.endswith(TEMP_SUFFIX) and len(name) > len(prefix) + len(TEMP_SUFFIX)
+
+
+def remove_temporaries(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
+    """Delete what killed writers left in `folder`: the temporary files of `names` (every one when None).
+
+    Call it only where no other process is writing those files (a stage does, at its start, under its lock).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    wanted = None if names is None else list(names)
+    removed = []
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and (is_temporary(p.name) if wanted is None else any(is_temporary(p.name, n) for n in wanted)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        with open_for_write(tmp, "w") as f:
+            f.write(text)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -115,14 +181,14 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     inside the file and two identical saves would differ. Given an open file, the record names are fixed.
     """
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
+        with open_for_write(tmp, "wb") as f:
             torch.save(obj, f)
 
 
 def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """np.savez to `path` atomically (the name is kept exactly; numpy would otherwise append .npz)."""
     with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
+        with open_for_write(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
@@ -138,8 +204,11 @@ def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> dict
             if missing:
                 raise CorruptFileError(f"{path}: missing array(s) {missing}; it holds {sorted(z.files)}")
             return {k: z[k] for k in names}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise CorruptFileError(f"{path}: not a readable .npz file (truncated or corrupt?): {e}") from e
+    except DecoBenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a damaged or foreign file makes numpy or zipfile raise
+        raise CorruptFileError(f"{path}: not a readable .npz file (truncated or corrupt?): "
+                               f"{type(e).__name__}: {_one_line(e)}") from e
 
 
 # Globals a plain checkpoint (ours, or an official Lightning .ckpt) may legitimately reference. Everything else,
@@ -171,9 +240,17 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
                 f"({first}). The file was not executed. Only load checkpoints you trust; if this is an official "
                 f"DeCo checkpoint, open an issue with the name of the global."
             ) from e
-        raise CorruptFileError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CorruptFileError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from e
+        raise CorruptFileError(f"{path}: not a readable checkpoint (truncated or corrupt?): {_one_line(msg)}") from e
+    except DecoBenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a foreign or damaged file makes the unpickler raise almost anything
+        raise CorruptFileError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
+                               f"{type(e).__name__}: {_one_line(e)}") from e
+
+
+def _one_line(e: object, limit: int = 200) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -204,7 +281,7 @@ def sha256_cached(path: str | os.PathLike, cache: str | os.PathLike = _HASH_CACH
     digest = sha256_file(path)
     known = {k: v for k, v in known.items() if not k.startswith(f"{path.resolve()}|")}
     known[key] = digest
-    with contextlib.suppress(OSError):  # a read-only checkout still gets the hash, just not remembered
+    with contextlib.suppress(OSError, DiskSpaceError):  # read-only or full: the hash is returned, not remembered
         atomic_write_json(cache, known)
     return digest
 

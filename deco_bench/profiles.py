@@ -45,12 +45,23 @@ def resolve(name: str, folder: Path = EXPERIMENTS) -> dict[str, Any]:
     if name not in available(folder):
         raise ConfigError([("profile", f"unknown profile {name!r}; available: {', '.join(available(folder))}")])
     base = read_yaml(default_path)
+    if not isinstance(base, dict):
+        raise ConfigError([(str(default_path), f"a profile holds a mapping of sections, not {type(base).__name__}")])
     if name == "default":
         return base
-    over = read_yaml(folder / f"{name}.yaml") or {}
-    replace = set(over.pop("replace", []))
-    merged = _deep_merge(base, over, replace)
-    merged.setdefault("run", {})["profile"] = name
+    path = folder / f"{name}.yaml"
+    over = read_yaml(path)
+    over = {} if over is None else over
+    if not isinstance(over, dict):
+        raise ConfigError([(str(path), f"a profile holds a mapping of the sections it changes, not "
+                                       f"{type(over).__name__}")])
+    replace = over.pop("replace", [])
+    if not isinstance(replace, list) or not all(isinstance(k, str) for k in replace):
+        raise ConfigError([(f"{path}: replace", f"expected a list of the dotted keys replaced wholesale (e.g. "
+                                               f"[models]), got {replace!r}")])
+    merged = _deep_merge(base, over, set(replace))
+    if isinstance(merged.get("run", {}), dict):  # another type is reported by parse_params, naming `run`
+        merged.setdefault("run", {})["profile"] = name
     return merged
 
 
@@ -72,7 +83,8 @@ def get_dotted(raw: dict, key: str) -> Any:
 OFFICIAL_CONFIGS = {
     "imagenet256-xl": ("configs_c2i/DeCo_XL.yaml", "configs_c2i/Baseline_DiT_XL.yaml"),
     "imagenet512-xl": ("configs_c2i/DeCo_XL_512.yaml",),
-    "ablation-l": ("configs_c2i/DeCo_large.yaml", "configs_c2i/Baseline_DiT.yaml"),
+    "ablation-l": ("configs_c2i/DeCo_large.yaml", "configs_c2i/Baseline_DiT.yaml", "configs_c2i/Baseline_PixNerd.yaml",
+                   "configs_c2i/Baseline_DiT_JiT.yaml"),
 }
 
 
@@ -137,9 +149,9 @@ def describe_official_check(check: OfficialCheck) -> list[str]:
 
 def render(name: str, folder: Path = EXPERIMENTS) -> str:
     """params.yaml text for profile `name`: the default file verbatim, or the merged mapping with a header."""
+    load_profile(name, folder)  # every profile, the default too, is valid before params.yaml is replaced
     if name == "default":
         return (folder / "default.yaml").read_text()
-    load_profile(name, folder)
     return HEADER.format(name=name) + yaml.safe_dump(resolve(name, folder), sort_keys=False)
 
 

@@ -9,6 +9,8 @@ or undersized files are skipped and counted, or refused by name, instead of cras
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +149,18 @@ def check_image_folder(
     return summary
 
 
+def _unusable_reason(path: Path, *, resolution: int, min_size_policy: str) -> str | None:
+    """Why `path` cannot be used (as ImageFolderDataset._load decides), or None; run in worker processes."""
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")  # a full decode: truncation shows up here
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return f"unreadable image: {type(exc).__name__}: {exc}"
+    if min(image.size) < resolution and min_size_policy != "upscale":
+        return f"image {image.width}x{image.height} is smaller than the resolution {resolution}"
+    return None
+
+
 class ImageFolderDataset(torch.utils.data.Dataset):
     """``root/<class_dir>/<images>`` as ``(x in [-1, 1], label, raw in [0, 1])``, each (3, R, R) float32.
 
@@ -185,6 +199,13 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _apply_policy(self, path: Path, reason: str) -> None:
+        """A reason found by _unusable_reason, under the policies: raise for 'fail', else return (skip)."""
+        if reason.startswith("unreadable") and self.on_bad_image == "fail":
+            raise DataError(f"{path}: {reason} (data.on_bad_image = 'fail')")
+        if not reason.startswith("unreadable") and self.min_size_policy == "fail":
+            raise DataError(f"{path}: {reason} (data.min_size_policy = 'fail')")
+
     def _load(self, idx: int) -> np.ndarray | str:
         """The cropped (R, R, 3) uint8 pixels of sample `idx`, or the reason it cannot be used."""
         path, _ = self.samples[idx]
@@ -222,16 +243,26 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             return x, label, raw
         raise DataError(f"class folder {self.summary.root / self.class_names[label]} has no usable image")
 
-    def verify_all(self) -> dict[Path, str]:
-        """Decode every file now (policies apply as in __getitem__); returns `skipped`.
+    def verify_all(self, workers: int = 0) -> dict[Path, str]:
+        """Decode every file now (policies apply as in __getitem__); returns `skipped` (the files a run skips).
 
+        `workers` > 1 decodes in that many processes (the prepare stage: every ImageNet file before any GPU time).
         Raises DataError for the first bad file under 'fail', or when a whole class has no usable image.
         """
-        for idx, (path, _) in enumerate(self.samples):
-            if path not in self.skipped:
+        todo = [idx for idx, (path, _) in enumerate(self.samples) if path not in self.skipped]
+        if workers > 1:
+            job = functools.partial(_unusable_reason, resolution=self.resolution, min_size_policy=self.min_size_policy)
+            with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+                reasons = pool.map(job, [self.samples[i][0] for i in todo], chunksize=256)
+                for idx, reason in zip(todo, reasons):
+                    if reason is not None:
+                        self._apply_policy(self.samples[idx][0], reason)
+                        self.skipped[self.samples[idx][0]] = reason
+        else:
+            for idx in todo:
                 reason = self._load(idx)
                 if isinstance(reason, str):
-                    self.skipped[path] = reason
+                    self.skipped[self.samples[idx][0]] = reason
         bad = set(self.skipped)
         for label, (start, end) in enumerate(self._class_range):
             if all(self.samples[i][0] in bad for i in range(start, end)):

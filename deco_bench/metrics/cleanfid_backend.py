@@ -13,14 +13,14 @@ measured, not assumed.
 Offline: clean-fid's extractor builds `InceptionV3W("/tmp", download=True)`, which downloads the file from the NVIDIA
 CDN into /tmp when absent. We call build_feature_extractor with `cleanfid.features.InceptionV3W` temporarily replaced
 by a factory that loads OUR verified local file with download=False, so clean-fid keeps its own mode -> model
-mapping and no network is touched. The file is TorchScript (code as well as weights) and no sha256 is published for
-it, so it is loaded only with a `weights_sha256` (`--sha256`) you pass: the sha256 of a copy you trust. Without one,
-weights.resolve refuses it (UnpinnedWeightsError) before anything is loaded.
+mapping and no network is touched. The file is TorchScript (code as well as weights, run when it is loaded), so it
+is loaded only when its sha256 is the one pinned in the manifest (deco_bench/metrics/weights.py); any other file is
+refused (ChecksumError) before clean-fid or torch sees it.
 
 Modes: "legacy_tensorflow" (default: resizing to 299 inside the graph, as the TF code and ADM's evaluator do) and
 "clean" (PIL bicubic to 299 outside). "legacy_pytorch" needs pytorch-fid's weights and is not offered.
 
-    python -m deco_bench.metrics.cleanfid_backend SAMPLES.npz REF.npz --weights inception-2015-12-05.pt --sha256 HASH
+    python -m deco_bench.metrics.cleanfid_backend SAMPLES.npz REF.npz --weights inception-2015-12-05.pt
 """
 
 from __future__ import annotations
@@ -65,18 +65,17 @@ def _local_inception(weights_path: Path) -> Iterator[None]:
 
 
 def load_feature_model(weights_path: str | os.PathLike | None, *, mode: str = "legacy_tensorflow",
-                       weights_sha256: str | None = "manifest", device: str | torch.device | None = None
-                       ) -> Callable[[torch.Tensor], torch.Tensor]:
+                       device: str | torch.device | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """clean-fid's feature function for `mode` (float (b, 3, H, W) in [0, 255] -> (b, 2048)), from a local file.
 
-    `weights_sha256`: "manifest" uses the manifest's hash (none is pinned for this file, so it is refused); pass the
-    sha256 of a copy you trust. A TorchScript file is never loaded unchecked (weights.UnpinnedWeightsError).
+    The file must have the manifest's pinned sha256, checked before anything loads it (a TorchScript file runs
+    code when loaded): another file is refused with weights.ChecksumError.
     """
     from cleanfid.features import build_feature_extractor
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    path = weights.resolve(weights.INCEPTION_CLEANFID, weights_path, expected_sha256=weights_sha256)
+    path = weights.resolve(weights.INCEPTION_CLEANFID, weights_path)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with _local_inception(path):
         return build_feature_extractor(mode, device=device, use_dataparallel=False)
@@ -114,7 +113,7 @@ def features_from_npz(path: str | os.PathLike, model: Callable, *, mode: str = "
 
 def cleanfid_fid(samples_npz: str | os.PathLike, reference_npz: str | os.PathLike, *,
                  weights_path: str | os.PathLike | None, mode: str = "legacy_tensorflow", batch_size: int = 50,
-                 weights_sha256: str | None = "manifest", device: str | torch.device | None = None) -> float:
+                 device: str | torch.device | None = None) -> float:
     """FID between the images of two ADM .npz files, computed entirely by clean-fid (see the module docstring).
 
     Both files must hold images (`arr_0`); statistics-only references are refused (reusing ADM's mu/sigma would not
@@ -125,7 +124,7 @@ def cleanfid_fid(samples_npz: str | os.PathLike, reference_npz: str | os.PathLik
                                        "reference's features itself")
     from cleanfid.fid import fid_from_feats
 
-    model = load_feature_model(weights_path, mode=mode, weights_sha256=weights_sha256, device=device)
+    model = load_feature_model(weights_path, mode=mode, device=device)
     feats = [features_from_npz(p, model, mode=mode, batch_size=batch_size, device=device)
              for p in (samples_npz, reference_npz)]
     return float(fid_from_feats(*feats))
@@ -135,15 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="FID of two ADM .npz image batches with clean-fid (offline).")
     parser.add_argument("samples", help="ADM .npz with arr_0 = uint8 (N, H, W, 3)")
     parser.add_argument("reference", help="ADM .npz with arr_0 images")
-    parser.add_argument("--weights", required=True, help=f"local {CLEANFID_FILENAME} (clean-fid's TorchScript)")
-    parser.add_argument("--sha256", default=None,
-                        help="sha256 of a copy of the weights file you trust (required: the file is TorchScript, "
-                             "i.e. code, and no hash is published for it; without one it is refused)")
+    parser.add_argument("--weights", required=True, help=f"local {CLEANFID_FILENAME} (clean-fid's TorchScript; "
+                                                         "refused unless its sha256 is the pinned one)")
     parser.add_argument("--mode", default="legacy_tensorflow", choices=MODES)
     parser.add_argument("--batch-size", type=int, default=50)
     args = parser.parse_args(argv)
     print(cleanfid_fid(args.samples, args.reference, weights_path=args.weights, mode=args.mode,
-                       batch_size=args.batch_size, weights_sha256=args.sha256))
+                       batch_size=args.batch_size))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ NFE, sampler), within the stated tolerance.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from deco_bench import paper
+from deco_bench.report.inputs import PATHS
 from deco_bench.report.sections.ablation import _ranking_text, ablation_section
 from deco_bench.report.sections.bench import bench_section
 from deco_bench.report.sections.convergence import convergence_section
@@ -34,6 +37,28 @@ from deco_bench.report.sections.spectrum import spectrum_section
 __all__ = ["build_context", "_ranking_text"]  # _ranking_text: imported from here by tests/studies/test_ablation.py
 
 
+# The sections built from one stage's files, and the files they read: a file of an unexpected shape that gets past
+# report.inputs' checks makes its section a named problem in the page (and an entry under "errors"), never a crash.
+SECTION_FILES = {"pairs": ("evaluate", "metrics/<model>.json"), "ablation": ("ablation", PATHS["ablation"]),
+                 "convergence": ("convergence", f"{PATHS['curves']} / {PATHS['speedup']}"),
+                 "spectrum": ("spectrum", PATHS["spectrum"]),
+                 "bench": ("bench", f"{PATHS['bench']} / {PATHS['bench_recordings']}/*.json"),
+                 "samples": ("sample", "previews/<model>.npz / data/info.json")}
+SHAPE_ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, ZeroDivisionError, OverflowError)
+
+
+def _section(name: str, errors: list, build: Callable[[], dict]) -> dict:
+    try:
+        return build()
+    except SHAPE_ERRORS as e:
+        stage, files = SECTION_FILES[name]
+        what = f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+        errors.append({"path": files, "message": f"has an unexpected shape ({what}); the {name} section is left out"})
+        empty = {"tables": [], "recordings": []} if name == "bench" else {}  # what its template reads regardless
+        return {"ran": False, "message": f"The {stage} output {files} is in an unexpected shape ({what}); its "
+                                         f"section is left out.", **empty}
+
+
 def build_context(inputs: dict, *, tolerance: dict | None = None, generated_at: str = "") -> dict:
     """The whole report as data. Pure: same inputs, same context."""
     params = inputs.get("params") or {}
@@ -43,18 +68,22 @@ def build_context(inputs: dict, *, tolerance: dict | None = None, generated_at: 
     models = model_rows(inputs, params, steps)
     colors = chart_colors(inputs, params)
     scale = run.get("scale") or next((m["scale"] for m in models if m["scale"]), "embedded")
+    errors = [{"path": k, "message": v} for k, v in sorted((inputs.get("errors") or {}).items())]
     return {
         "title": f"deco-bench report — profile {run.get('profile', 'unknown')}, {scale} scale",
         "generated_at": generated_at, "scale": scale, "profile": run.get("profile", "unknown"),
         "paper_protocol": paper.PROTOCOL, "models": models,
-        "errors": [{"path": k, "message": v} for k, v in sorted((inputs.get("errors") or {}).items())],
+        "errors": errors,
         "paper_tables": paper_tables(inputs, params, models, scale, tol, steps),
-        "pairs": pair_comparisons(inputs, models),
-        "ablation": ablation_section(inputs.get("ablation"), list(inputs.get("models") or {})),
-        "convergence": convergence_section(inputs.get("curves"), inputs.get("speedup"), colors,
-                                           params.get("convergence") or {}),
-        "spectrum": spectrum_section(inputs.get("spectrum"), colors),
-        "bench": bench_section(inputs.get("bench"), inputs.get("bench_recordings") or [], colors),
-        "samples": samples_section(inputs.get("grids") or {}, models, inputs.get("data_info")),
+        "pairs": _section("pairs", errors, lambda: pair_comparisons(inputs, models)),
+        "ablation": _section("ablation", errors,
+                             lambda: ablation_section(inputs.get("ablation"), list(inputs.get("models") or {}))),
+        "convergence": _section("convergence", errors, lambda: convergence_section(
+            inputs.get("curves"), inputs.get("speedup"), colors, params.get("convergence") or {})),
+        "spectrum": _section("spectrum", errors, lambda: spectrum_section(inputs.get("spectrum"), colors)),
+        "bench": _section("bench", errors, lambda: bench_section(inputs.get("bench"),
+                                                                 inputs.get("bench_recordings") or [], colors)),
+        "samples": _section("samples", errors, lambda: samples_section(inputs.get("grids") or {}, models,
+                                                                       inputs.get("data_info"))),
         "provenance": provenance_section(inputs.get("provenance") or {}, params),
     }

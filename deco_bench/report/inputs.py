@@ -15,7 +15,7 @@ import os
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -48,14 +48,87 @@ def missing_keys(obj: Any, keys: tuple) -> list[str]:
     return [k for k in keys if k not in obj]
 
 
-def _read_json(path: Path, errors: dict) -> Any:
+def _read_json(path: Path, errors: dict, shape: Callable[[Any], list[str]] | None = None) -> Any:
+    """A JSON output, or None when absent, unreadable or (with `shape`) not shaped as its section needs: the last
+    two are recorded in `errors` and stated in the page instead of crashing it."""
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
         errors[str(path)] = f"could not be read: {e}"
         return None
+    problems = shape(doc) if shape is not None else []
+    if problems:
+        errors[str(path)] = f"has an unexpected shape ({'; '.join(problems[:3])}); it is left out of the report"
+        return None
+    return doc
+
+
+# ---- shapes: what a section needs of a file (a key it reads must hold the type it reads it as) ------------------
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _typed(doc: dict, key: str, ok: Callable[[Any], bool], what: str) -> list[str]:
+    if key in doc and not ok(doc[key]):
+        return [f"'{key}' should be {what}, not {type(doc[key]).__name__} {json.dumps(doc[key])[:40]}"]
+    return []
+
+
+def _mapping_of(doc: dict, key: str, ok: Callable[[Any], bool], what: str) -> list[str]:
+    v = doc.get(key, {})
+    if not isinstance(v, dict):
+        return [f"'{key}' should be a mapping, not {type(v).__name__}"]
+    return [f"'{key}.{k}' should be {what}" for k, x in v.items() if not ok(x)][:1]
+
+
+def metrics_shape(doc: Any) -> list[str]:
+    """metrics/<m>.json (evaluate stage): metrics {key: number}, ci {key: [lo, hi]}, bootstrap {key: [numbers]}."""
+    if not isinstance(doc, dict):
+        return [f"a mapping is expected, not {type(doc).__name__}"]
+    return [*_mapping_of(doc, "metrics", _is_num, "a number"),
+            *_mapping_of(doc, "ci", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_num, v)),
+                         "[lo, hi]"),
+            *_mapping_of(doc, "bootstrap", lambda v: isinstance(v, list) and all(map(_is_num, v)), "a list of numbers"),
+            *[p for k in ("scale", "feature_space", "label") for p in _typed(doc, k, lambda v: isinstance(v, str), "text")],
+            *_typed(doc, "num_images", _is_num, "a number")]
+
+
+def train_summary_shape(doc: Any) -> list[str]:
+    if not isinstance(doc, dict):
+        return [f"a mapping is expected, not {type(doc).__name__}"]
+    return [*_typed(doc, "preset", lambda v: isinstance(v, str), "text"),
+            *_typed(doc, "params_m", lambda v: v is None or _is_num(v), "a number")]
+
+
+def sample_info_shape(doc: Any) -> list[str]:
+    if not isinstance(doc, dict):
+        return [f"a mapping is expected, not {type(doc).__name__}"]
+    return [*_typed(doc, "cfg_scale", _is_num, "a number"), *_typed(doc, "sampler", lambda v: isinstance(v, str), "text"),
+            *_typed(doc, "num_steps", _is_num, "a number")]
+
+
+def data_info_shape(doc: Any) -> list[str]:
+    if not isinstance(doc, dict):
+        return [f"a mapping is expected, not {type(doc).__name__}"]
+    return _typed(doc, "class_names", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+                  "a list of names")
+
+
+def dvc_lock_shape(doc: Any) -> list[str]:
+    stages = doc.get("stages", {}) if isinstance(doc, dict) else None
+    if not isinstance(stages, dict) or not all(
+            isinstance(st, dict) and all(isinstance(st.get(k, []), list) and all(isinstance(d, dict) for d in st.get(k, []))
+                                         for k in ("deps", "outs")) for st in stages.values()):
+        return ["'stages' should map each stage to its deps and outs lists"]
+    return []
+
+
+def any_mapping_or_list(doc: Any) -> list[str]:
+    return [] if isinstance(doc, (dict, list)) else [f"a mapping or a list is expected, not {type(doc).__name__}"]
 
 
 def _mtime(path: Path) -> str | None:
@@ -119,22 +192,27 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
             params = yaml.safe_load((root / PATHS["params"]).read_text())
         except (OSError, yaml.YAMLError) as e:
             errors[PATHS["params"]] = f"could not be read: {e}"
+        if params is not None and not isinstance(params, dict):
+            errors[PATHS["params"]] = f"has an unexpected shape (a mapping is expected, not {type(params).__name__})"
+            params = None
     models = (params or {}).get("models")
     model_keys = [str(k) for k in models] if isinstance(models, dict) else []  # only these: never a stray file
     per_model: dict[str, dict] = {}
     dates: dict[str, str] = {}
     for m in model_keys:
         entry = {}
-        for name, rel in (("metrics", f"metrics/{m}.json"), ("train_summary", f"metrics/train/{m}.json"),
-                          ("sample_info", f"previews/{m}.json")):
-            v = _read_json(root / rel, errors)
+        for name, rel, shape in (("metrics", f"metrics/{m}.json", metrics_shape),
+                                 ("train_summary", f"metrics/train/{m}.json", train_summary_shape),
+                                 ("sample_info", f"previews/{m}.json", sample_info_shape)):
+            v = _read_json(root / rel, errors, shape)
             if v is not None:
                 entry[name] = v
                 dates[rel] = _mtime(root / rel)
         per_model[m] = entry
     single = {}
     for name in ("data_info", "bench", "spectrum", "ablation", "curves", "speedup"):
-        single[name] = _read_json(root / PATHS[name], errors)
+        single[name] = _read_json(root / PATHS[name], errors,
+                                  data_info_shape if name == "data_info" else any_mapping_or_list)
         if single[name] is not None:
             dates[PATHS[name]] = _mtime(root / PATHS[name])
     recordings = []
@@ -151,6 +229,9 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
             dvc_lock = yaml.safe_load((root / PATHS["dvc_lock"]).read_text())
         except (OSError, yaml.YAMLError) as e:
             errors[PATHS["dvc_lock"]] = f"could not be read: {e}"
+        if dvc_lock is not None and dvc_lock_shape(dvc_lock):
+            errors[PATHS["dvc_lock"]] = f"has an unexpected shape ({dvc_lock_shape(dvc_lock)[0]})"
+            dvc_lock = None
     git = git_revision(root)
     provenance = {"git_rev": git["git_revision"], "git_dirty": bool(git["git_dirty"]),
                   "dvc_lock": dvc_lock, "dates": dates}

@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from deco_bench.config import Params, load_params, to_dict
-from deco_bench.io import DecoBenchError, atomic_write_json, sha256_file
+from deco_bench.config import ConfigError, Params, load_params, to_dict
+from deco_bench.io import DISK_FULL_ERRNOS, DecoBenchError, DiskSpaceError, atomic_write_json, sha256_file
+from deco_bench.io import remove_temporaries as io_remove_temporaries
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -28,9 +30,25 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def setup(params_path: str) -> Params:
     params = load_params(params_path)
+    check_device(params)
     if params.run.threads > 0:
         torch.set_num_threads(params.run.threads)
     return params
+
+
+def check_device(params: Params) -> None:
+    """What this machine can honour, checked when a stage starts (the parameters may come from another machine)."""
+    if params.run.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError([("run.device", "'cuda' is asked for but no CUDA device is visible on this machine; set "
+                                          "run.device to auto or cpu, or run on a machine with a GPU")])
+
+
+def remove_temporaries(*folders: Path, names: tuple[str, ...] | None = None) -> None:
+    """Delete the temporary files that killed writers left in this stage's output folders (under the stage lock,
+    so no other run of this stage is writing them), so none can reach a DVC output."""
+    for folder in folders:
+        for stale in io_remove_temporaries(folder, names):
+            print(f"removed {stale}, a temporary file left by an interrupted run", file=sys.stderr)
 
 
 def write_resolved(path: str | Path, params: Params, **extra: Any) -> None:
@@ -60,12 +78,44 @@ def stage_command(argv: list[str] | None = None) -> str:
     return " ".join([f"python -m deco_bench.stages.{Path(argv[0]).stem}", *argv[1:]])
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def _parent_of(pid: int) -> int | None:
+    """The current parent of `pid` (Linux /proc), or None where that cannot be read."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _describe_holder(text: str) -> str:
+    """The lock file's record of its holder, and whether the process that started it (dvc, a shell) is gone."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if not first:
+        return "a process that has not written its name yet"
+    m = re.match(r"PID (\d+), parent PID (\d+),", first)
+    if m and (not _alive(int(m.group(2))) or _parent_of(int(m.group(1))) not in (None, int(m.group(2)))):
+        return (f"{first}; ORPHANED: the process that started it (PID {m.group(2)}, e.g. a killed `dvc repro`) is "
+                f"gone, but it still runs and writes: stop it with `kill {m.group(1)}` (it checkpoints first) or "
+                f"let it finish")
+    return first
+
+
 @contextlib.contextmanager
 def stage_lock(command: str, folder: Path = LOCK_DIR):
     """Hold an exclusive lock for `command` in this folder, or raise StageBusyError naming the holder.
 
     The lock is an flock on .deco_bench/locks/<hash of the command>.lock: the kernel drops it when the holder exits,
-    however it exits (a kill -9 or a killed `dvc` leaves no stale lock), and the file records who holds it.
+    however it exits (a kill -9 or a killed `dvc` leaves no stale lock), and the file records who holds it: its
+    PID and its parent's, so a holder whose `dvc` was killed (an orphan, still writing) is named as such.
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (hashlib.sha256(command.encode()).hexdigest()[:16] + ".lock")
@@ -74,13 +124,20 @@ def stage_lock(command: str, folder: Path = LOCK_DIR):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "a process that has not written its name yet"
+            holder = _describe_holder(f.read())
             raise StageBusyError(f"this stage is already running in this folder ({holder}); a second pipeline run "
                                  f"would write the same outputs: wait for it or stop it, then run again") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"PID {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n")
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"PID {os.getpid()}, parent PID {os.getppid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                    f"{command}\n")
+            f.flush()
+        except OSError as e:
+            if e.errno in DISK_FULL_ERRNOS:
+                raise DiskSpaceError(f"{path}: the disk is full ({e.strerror}): free some space and run the same "
+                                     f"command again") from e
+            raise
         try:
             yield
         finally:
@@ -89,7 +146,8 @@ def stage_lock(command: str, folder: Path = LOCK_DIR):
 
 def main_wrapper(fn: Callable[[], None]) -> None:
     """Run a stage under its lock (one run of a stage command per folder at a time; torchrun's other ranks run
-    under rank 0's); a DecoBenchError is printed as one clear message (exit 2), not a deep traceback."""
+    under rank 0's); a DecoBenchError is printed as one clear message (exit 2), not a deep traceback, and so is
+    a Ctrl-C outside the training loop (which checkpoints first: loop.STOP_SIGNALS)."""
     try:
         if under_torchrun() and os.environ.get("RANK", "0") != "0":
             fn()
@@ -99,6 +157,10 @@ def main_wrapper(fn: Callable[[], None]) -> None:
     except DecoBenchError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); every file written so far is complete (writes are atomic): run the "
+              "same command again to continue", file=sys.stderr)
+        sys.exit(130)
 
 
 def under_torchrun() -> bool:

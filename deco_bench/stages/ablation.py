@@ -38,8 +38,7 @@ def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
 
 def run(params_path: str, metrics_dir: Path, out_dir: Path) -> None:
     p = _common.setup(params_path)
-
-
+    _common.remove_temporaries(out_dir)
     metrics = read_metrics(metrics_dir, p.models)
     check_steps([(StepSource(str(metrics_dir / f"{m}.json"), "train_step", f"evaluate@{m}"), doc)
                  for m, doc in metrics.items()], p.train.steps)

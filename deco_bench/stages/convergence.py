@@ -109,7 +109,12 @@ def run(params_path: str, runs: Path, data_dir: Path, evalnet: Path, out: Path) 
     conv = p.convergence
     _common.relaunch_with_torchrun(p, "deco_bench.stages.convergence", sys.argv[1:])
     metric = cv.resolve_metric(conv, p.evaluate.feature_space)
+    if _common.is_main_process():  # the stage owns convergence/: whatever a killed run left half-written goes
+        _common.remove_temporaries(*[out, *sorted(d for d in out.rglob("*") if d.is_dir())] if out.is_dir() else [])
     reference = Path(p.evaluate.reference) if p.evaluate.reference else data_dir / "reference.npz"
+    if not reference.is_file():
+        raise MissingFileError(f"{reference}: reference batch not found (evaluate.reference, or the prepare stage's "
+                               f"data/reference.npz): run the prepare stage")
     features = evalnet if p.evaluate.feature_space == "embed" else Path(p.evaluate.inception_weights)
     features_id = _common.file_digest(features) if features.is_file() else str(features)
     eval_key = {"metric": metric, "bootstrap": conv.bootstrap, "seed": p.run.seed,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from deco_bench.config import to_dict
-from deco_bench.io import atomic_write_json, load_npz
+from deco_bench.io import atomic_write_json, atomic_write_text, load_npz
 from deco_bench.metrics import save_feature_net, train_feature_net
 from deco_bench.metrics.embed_net import extract
 from deco_bench.stages import _common
@@ -21,10 +21,10 @@ from deco_bench.stages import _common
 
 def run(params_path: str, data_dir: Path, out: Path) -> None:
     p = _common.setup(params_path)
-    out.mkdir(parents=True, exist_ok=True)
+    _common.remove_temporaries(out)
     if p.evaluate.feature_space != "embed":
         atomic_write_json(out / "info.json", {"used": False, "reason": "evaluate.feature_space is inception"})
-        (out / "net.pt").write_bytes(b"")  # declared output; empty = not used
+        atomic_write_text(out / "net.pt", "")  # declared output; empty = not used
         return
 
     train = load_npz(data_dir / "train.npz", ["images", "labels"])

@@ -35,6 +35,7 @@ def samples_train_step(samples: Path) -> int:
 def run(params_path: str, name: str, samples: Path, data_dir: Path, evalnet: Path, out: Path) -> None:
     p = _common.setup(params_path)
     entry = p.model(name)  # an unknown model name fails here, before any work
+    _common.remove_temporaries(out.parent, names=(out.name,))
     reference = Path(p.evaluate.reference) if p.evaluate.reference else data_dir / "reference.npz"
     check_sample_set(samples, reference, p.sample.num_images, resolution=p.data.resolution)
     step = samples_train_step(samples)

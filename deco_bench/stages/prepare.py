@@ -7,27 +7,36 @@ naming it, its expected sha256 (or that none is published) and where to get it, 
 found before training, not at the evaluate stage. The sha256 of each manifest file found is recorded in info.json.
 
 embedded: crops of the photographs scikit-image ships -> data/train.npz (images, labels) and data/reference.npz
-(ADM format: arr_0 uint8 NHWC, plus labels). imagenet: check the folder before any GPU time is spent and record
-its summary; the reference batch is `evaluate.reference` (e.g. ADM's VIRTUAL_imagenet256_labeled.npz).
+(ADM format: arr_0 uint8 NHWC, plus labels). imagenet: check the folder before any GPU time is spent, decode every
+image (in parallel, one process per CPU) and record its summary and the files a run will skip (data.on_bad_image:
+skip) or stop on (fail); the reference batch is `evaluate.reference` (e.g. ADM's VIRTUAL_imagenet256_labeled.npz).
+metrics/prepare/data.json (DVC metrics): the image count and how many images are skipped.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from deco_bench.config import to_dict
 from deco_bench.data import build_embedded_dataset
-from deco_bench.data.imagenet import check_image_folder, resolve_imagenet_root
+from deco_bench.data.imagenet import ImageFolderDataset, check_image_folder, resolve_imagenet_root
 from deco_bench.io import atomic_savez, atomic_write_json, sha256_cached
 from deco_bench.metrics import weights
 from deco_bench.stages import _common
 from deco_bench import config
 
 
-def run(params_path: str, out: Path) -> None:
+MAX_LISTED_SKIPS = 1000  # skipped files named in info.json (the count covers them all)
+
+
+def run(params_path: str, out: Path, metrics: Path | None = None) -> None:
     p = _common.setup(params_path)
+    metrics = metrics if metrics is not None else out.parent / "metrics" / "prepare" / "data.json"
+    _common.remove_temporaries(out)
+    _common.remove_temporaries(metrics.parent, names=(metrics.name,))
 
     # before anything else: raises naming every bad file (hashes remembered per path, size and mtime)
     checks = weights.verify_all(config.required_files(p), hasher=sha256_cached)
@@ -42,19 +51,29 @@ def run(params_path: str, out: Path) -> None:
         info.update(class_names=list(ds.class_names), num_train=int(len(ds.train_labels)),
                     num_reference=int(len(ds.ref_labels)),
                     train_class_counts=np.bincount(ds.train_labels, minlength=p.data.num_classes).tolist())
+        counts = {"num_images": int(len(ds.train_labels)), "skipped_images": 0}
     else:
         root = resolve_imagenet_root(p.data.imagenet_root)
         summary = check_image_folder(root, resolution=p.data.resolution, expect_num_classes=p.data.num_classes)
-        info.update(root=str(root), summary=to_dict(summary))
+        # every file decoded now, in parallel, so the run knows (and the metrics say) how many it will skip
+        dataset = ImageFolderDataset(root, p.data.resolution, on_bad_image=p.data.on_bad_image,
+                                     expect_num_classes=p.data.num_classes)
+        skipped = dataset.verify_all(workers=os.cpu_count() or 1)
+        counts = {"num_images": summary.num_images, "skipped_images": len(skipped)}
+        info.update(root=str(root), summary=to_dict(summary), **counts,
+                    skipped={str(path): reason for path, reason in sorted(skipped.items())[:MAX_LISTED_SKIPS]})
     _common.write_resolved(out / "params.json", p)
     atomic_write_json(out / "info.json", info)
+    atomic_write_json(metrics, {"source": p.data.source, **counts})
 
 
 def main() -> None:
     ap = _common.parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("data"))
+    ap.add_argument("--metrics", type=Path, default=Path("metrics/prepare/data.json"),
+                    help="image counts, skipped (unreadable) images included (DVC metrics)")
     args = ap.parse_args()
-    _common.main_wrapper(lambda: run(args.params, args.out))
+    _common.main_wrapper(lambda: run(args.params, args.out, args.metrics))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from deco_bench.stages import _common
 def run(params_path: str, root: Path, out: Path) -> None:
     p = cfgmod.load_params(params_path)
     rp = p.report
+    _common.remove_temporaries(out.parent, names=(out.name,))
 
     inputs = load_inputs(root, per_class=rp.per_class, max_classes=rp.max_classes)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -39,6 +39,7 @@ def run(params_path: str, name: str, run_dir: Path, preview: Path) -> None:
                       device_req=p.run.device, desc=f"sample {name}", expected_step=p.train.steps,
                       expected_name=name)
     if _common.is_main_process():
+        _common.remove_temporaries(preview, names=(f"{name}.npz", f"{name}.json"))
         write_preview(run_dir / "samples.npz", preview / f"{name}.npz")
         atomic_write_json(preview / f"{name}.json", {"model": name, "train_step": step,
                                                          "num_images": p.sample.num_images,

@@ -51,6 +51,7 @@ def fig4_svg(curves: dict[tuple[str, str], list[float]], *, title: str, colors: 
 def run(params_path: str, weights: dict[str, Path], out_dir: Path) -> None:
     p = _common.setup(params_path)
     sp = p.spectrum
+    _common.remove_temporaries(out_dir)
 
     device = resolve_device(p.run.device)
     results = {}

@@ -20,12 +20,13 @@ from deco_bench import config as cfgmod
 from deco_bench.data import ArrayDataset
 from deco_bench.data.imagenet import ImageFolderDataset, resolve_imagenet_root
 from deco_bench.diffusion.encoders import build_encoder as build
-from deco_bench.io import CorruptFileError, atomic_write_json, check_free_space, load_npz, safe_torch_load
+from deco_bench.io import atomic_write_json, check_free_space, load_npz
 from deco_bench.models import build_model, count_parameters
 from deco_bench.stages import _common
+from deco_bench.training.checkpoint import load_ema_weights
 from deco_bench.training.distributed import barrier, cleanup, init_distributed
 from deco_bench.training.loop import train
-from deco_bench.training.resume import reconcile, trajectory_meta
+from deco_bench.training.resume import LOG_NAME, reconcile, trajectory_meta
 
 
 def load_dataset(p: cfgmod.Params, data_dir: Path):
@@ -52,6 +53,10 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
     meta = trajectory_meta(p, name, model_cfg)
     torch.manual_seed(p.run.seed)  # model initialisation is part of the run's definition
     net = build_model(model_cfg)
+    if dist_info.is_main:  # what a killed run left half-written: never resumed from, never a DVC output
+        _common.remove_temporaries(out, names=("final.pt", LOG_NAME, "train_curve.json", "params.json"))
+        _common.remove_temporaries(out / "ckpt", out / "eval_ckpts")
+        _common.remove_temporaries(summary_path.parent, names=(summary_path.name,))
     if dist_info.is_main:  # resume checkpoints (weights + EMA + 2 AdamW moments) + eval checkpoints, float32
         n_bytes = 4 * count_parameters(net)  # checked before reconcile touches anything in `out`
         check_free_space(out, n_bytes * (4 * (p.train.keep_last + 1) + len(p.train.eval_ckpt_steps) + 1),
@@ -62,11 +67,7 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
     dataset = load_dataset(p, data_dir)
     init_state = None
     if entry.init_from:
-        loaded = safe_torch_load(entry.init_from)
-        init_state = loaded.get("ema") if isinstance(loaded, dict) else None
-        if not isinstance(init_state, dict):
-            raise CorruptFileError(f"{entry.init_from}: models.{name}.init_from needs a deco-bench EMA weights file "
-                                   f"(final.pt or eval_ckpts/step_*.pt)")
+        init_state = load_ema_weights(entry.init_from, f"models.{name}.init_from")["ema"]
     encoder = build_encoder(p, model_cfg) if entry.repa_weight > 0 else None
     if dist_info.is_main:
         print(f"train@{name}: {entry.preset} ({count_parameters(net) / 1e6:.3f}M params), {len(dataset)} images, "

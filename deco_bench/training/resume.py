@@ -27,7 +27,8 @@ from deco_bench.training import checkpoint as ckpt
 LOG_NAME = "train_log.jsonl"
 
 # train.* keys that say how long to train and how often to write: changing them resumes.
-NON_TRAJECTORY_KEYS = ("steps", "eval_ckpt_steps", "ckpt_every", "keep_last", "log_every", "compile", "num_workers")
+NON_TRAJECTORY_KEYS = ("steps", "eval_ckpt_steps", "ckpt_every", "keep_last", "log_every", "compile",
+                       "activation_checkpointing", "num_workers")
 # models.<m>.* keys that only name or group the variant in the report: changing them never retrains.
 COSMETIC_ENTRY_KEYS = ("label",)
 # The code whose behaviour decides the weights at step k (paths relative to the deco_bench package). An edit to

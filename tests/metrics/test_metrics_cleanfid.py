@@ -1,7 +1,8 @@
 """clean-fid cross-check backend: our npz plumbing around clean-fid gives exactly what clean-fid's own folder
 pipeline gives (same TorchScript file, PNGs of the same images), offline, with named errors.
 
-The real `inception-2015-12-05.pt` cannot be fetched here, so a small scripted module with its interface stands in:
+The real `inception-2015-12-05.pt` cannot be fetched here, so a small scripted module with its interface stands in
+(the manifest's pinned sha256 is replaced by the stand-in's for the tests that load it, `pinned_to_the_stand_in`):
 forward(img, return_features=True) resizes to 299 inside (legacy_tensorflow) and `.layers` takes normalised 299 px
 input (clean mode); both give 2048 features, of which only the first VARYING vary (the rest are constant 0, like dead
 units). clean-fid's scipy sqrtm of a 2048 x 2048 product costs ~10 s on one core whatever the content, so the module
@@ -10,6 +11,7 @@ runs it twice in all (one fixture) and checks the rest through a spy on clean-fi
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import urllib.request
 
@@ -29,6 +31,7 @@ from .conftest import blobs
 
 N = 10
 VARYING = 32
+PINNED = weights.MANIFEST[weights.INCEPTION_CLEANFID]  # as shipped: the real file's sha256
 
 
 class _Layers(nn.Module):
@@ -74,6 +77,14 @@ def setup(tmp_path_factory):
             "samples": samples, "ref": ref}
 
 
+@pytest.fixture(scope="module")
+def pinned_to_the_stand_in(setup):
+    """The manifest pins the stand-in's sha256 (as it pins the real file's), so the loading path is the real one."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(weights.MANIFEST, weights.INCEPTION_CLEANFID, dataclasses.replace(PINNED, sha256=setup["sha256"]))
+        yield
+
+
 def _cleanfid_own_features(images: np.ndarray, folder, weights_file: str, mode: str) -> np.ndarray:
     """clean-fid's folder pipeline (PNG files -> ResizeDataset -> model), its model built from the same file."""
     import shutil
@@ -92,8 +103,8 @@ def _cleanfid_own_features(images: np.ndarray, folder, weights_file: str, mode: 
 
 
 @pytest.mark.parametrize("mode", ["legacy_tensorflow", "clean"])
-def test_features_equal_cleanfid_folder_pipeline(setup, mode, tmp_path):
-    model = cb.load_feature_model(setup["weights"], mode=mode, weights_sha256=setup["sha256"], device="cpu")
+def test_features_equal_cleanfid_folder_pipeline(setup, pinned_to_the_stand_in, mode, tmp_path):
+    model = cb.load_feature_model(setup["weights"], mode=mode, device="cpu")
     ours = cb.features_from_npz(setup["dir"] / "samples.npz", model, mode=mode, batch_size=4, device="cpu")
     theirs = _cleanfid_own_features(setup["samples"], tmp_path / "imgs", setup["weights"], mode)
     assert ours.shape == (N, 2048)
@@ -101,7 +112,7 @@ def test_features_equal_cleanfid_folder_pipeline(setup, mode, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fids(setup):
+def fids(setup, pinned_to_the_stand_in):
     """cleanfid_fid(samples, ref) and cleanfid_fid(samples, samples), with the arguments clean-fid's
     frechet_distance received and what it returned (a spy around the real function)."""
     import cleanfid.fid
@@ -116,9 +127,8 @@ def fids(setup):
         mp.setattr(cleanfid.fid, "frechet_distance", spy)
         d = setup["dir"]
         sr = cb.cleanfid_fid(d / "samples.npz", d / "ref.npz", weights_path=setup["weights"], batch_size=4,
-                             weights_sha256=setup["sha256"], device="cpu")
-        ss = cb.cleanfid_fid(d / "samples.npz", d / "samples.npz", weights_path=setup["weights"],
-                             weights_sha256=setup["sha256"], device="cpu")
+                             device="cpu")
+        ss = cb.cleanfid_fid(d / "samples.npz", d / "samples.npz", weights_path=setup["weights"], device="cpu")
     return {"sr": sr, "ss": ss, "calls": calls}
 
 
@@ -149,10 +159,12 @@ def test_cli_prints_the_fid(monkeypatch, capsys):
         return 12.25
 
     monkeypatch.setattr(cb, "cleanfid_fid", fake)
-    cb.main(["s.npz", "r.npz", "--weights", "w.pt", "--batch-size", "7", "--mode", "clean", "--sha256", "ab"])
+    cb.main(["s.npz", "r.npz", "--weights", "w.pt", "--batch-size", "7", "--mode", "clean"])
     assert float(capsys.readouterr().out.strip()) == 12.25
     assert seen == {"samples": "s.npz", "reference": "r.npz", "weights_path": "w.pt", "mode": "clean",
-                    "batch_size": 7, "weights_sha256": "ab"}
+                    "batch_size": 7}
+    with pytest.raises(SystemExit):  # no way to vouch for another file from the command line
+        cb.main(["s.npz", "r.npz", "--weights", "w.pt", "--sha256", "ab"])
 
 
 def test_missing_weights_name_path_and_url(setup, tmp_path):
@@ -164,37 +176,36 @@ def test_missing_weights_name_path_and_url(setup, tmp_path):
         e.value) and weights.MANIFEST[weights.INCEPTION_CLEANFID].url in str(e.value)
 
 
-def test_bad_inputs_are_refused(setup, tmp_path):
-    from deco_bench.io import ChecksumError
-
+def test_bad_inputs_are_refused(setup, pinned_to_the_stand_in, tmp_path):
     with pytest.raises(ValueError, match="mode"):
         cb.load_feature_model(setup["weights"], mode="legacy_pytorch")
-    with pytest.raises(ChecksumError):
-        cb.load_feature_model(setup["weights"], weights_sha256="0" * 64)
     np.savez(tmp_path / "stats.npz", mu=np.zeros(2048), sigma=np.eye(2048))
     with pytest.raises(CorruptFileError, match="arr_0"):
         cb.cleanfid_fid(setup["dir"] / "samples.npz", tmp_path / "stats.npz", weights_path=setup["weights"])
 
 
-def test_torchscript_is_never_loaded_without_a_sha256(setup, monkeypatch):
-    """The TorchScript file runs code when loaded and no sha256 is published for it: with no hash from the caller
-    (the manifest default, an explicit None, the CLI without --sha256) it is refused before clean-fid sees it."""
+def test_torchscript_is_refused_unless_it_has_the_pinned_sha256(setup, monkeypatch):
+    """The TorchScript file runs code when loaded: any file but the one whose sha256 the manifest pins (the value
+    crowsonkb/k-diffusion pins for NVIDIA's URL) is refused before clean-fid or torch sees it, from the API and the
+    command line alike."""
     import cleanfid.features
 
-    assert weights.MANIFEST[weights.INCEPTION_CLEANFID].sha256 is None
-    assert weights.MANIFEST[weights.INCEPTION_CLEANFID].executes_code
+    assert PINNED.sha256 == "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
+    assert PINNED.executes_code and PINNED.url.endswith("/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt")
+    monkeypatch.setitem(weights.MANIFEST, weights.INCEPTION_CLEANFID, PINNED)  # as shipped (whatever fixtures did)
 
     def loaded(*a, **k):
         raise AssertionError("the TorchScript file was handed to clean-fid")
 
     monkeypatch.setattr(cleanfid.features, "build_feature_extractor", loaded)
-    expected = (f"inception-v3-cleanfid (clean-fid legacy_tensorflow cross-check): refusing to load {setup['weights']} "
-                "unchecked: it is TorchScript (loading it runs code) and there is no sha256 to check it against. "
-                "NVIDIA publishes no sha256 for it, so it is loaded only with the sha256 of a copy you trust "
-                "(weights_sha256=... / --sha256).")
-    for kwargs in ({}, {"weights_sha256": None}):
-        with pytest.raises(weights.UnpinnedWeightsError) as e:
-            cb.load_feature_model(setup["weights"], device="cpu", **kwargs)
-        assert str(e.value) == expected
-    with pytest.raises(weights.UnpinnedWeightsError):
+    monkeypatch.setattr(torch.jit, "load", loaded)
+    expected = (f"inception-v3-cleanfid (clean-fid legacy_tensorflow cross-check): weights file {setup['weights']} has "
+                f"sha256 {setup['sha256']}, expected {PINNED.sha256} (corrupt, truncated or a different file).")
+    with pytest.raises(weights.ChecksumError) as e:
+        cb.load_feature_model(setup["weights"], device="cpu")
+    assert str(e.value).startswith(expected)
+    with pytest.raises(weights.ChecksumError):
         cb.main([str(setup["dir"] / "samples.npz"), str(setup["dir"] / "ref.npz"), "--weights", setup["weights"]])
+    monkeypatch.setitem(weights.MANIFEST, weights.INCEPTION_CLEANFID, dataclasses.replace(PINNED, sha256=None))
+    with pytest.raises(weights.UnpinnedWeightsError):  # a manifest without a pin would never load it unchecked
+        cb.load_feature_model(setup["weights"], device="cpu")

@@ -56,8 +56,10 @@ def test_published_hashes_are_pinned_and_every_other_entry_says_why_not():
     assert m[weights.INCEPTION].sha256 == INCEPTION_SHA
     assert m[weights.DINOV2_VITB14].sha256 == VITB14_SHA
     assert m[weights.DINOV2_VITL14].sha256 == VITL14_SHA
+    # clean-fid's TorchScript: the value crowsonkb/k-diffusion (k_diffusion/evaluation.py) pins for NVIDIA's URL
+    assert m[weights.INCEPTION_CLEANFID].sha256 == "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
     unpinned = sorted(name for name, e in m.items() if e.sha256 is None)
-    assert unpinned == sorted([weights.INCEPTION_CLEANFID, weights.ADM_REF_256, weights.ADM_REF_512])
+    assert weights.INCEPTION_CLEANFID not in unpinned and {weights.ADM_REF_256, weights.ADM_REF_512} <= set(unpinned)
     for e in m.values():
         if e.sha256 is None:
             assert e.no_hash_reason, e.name
@@ -192,9 +194,10 @@ def test_resolve_no_hash_entry_missing_says_no_published_hash(tmp_path):
 def test_resolve_torchscript_needs_a_hash(tmp_path):
     f = tmp_path / "inception-2015-12-05.pt"
     f.write_bytes(b"pretend TorchScript")
-    for kwargs in ({}, {"expected_sha256": None}):
-        with pytest.raises(weights.UnpinnedWeightsError, match="refusing to load .* unchecked"):
-            weights.resolve(weights.INCEPTION_CLEANFID, f, **kwargs)
+    with pytest.raises(ChecksumError, match=f"expected {weights.MANIFEST[weights.INCEPTION_CLEANFID].sha256}"):
+        weights.resolve(weights.INCEPTION_CLEANFID, f)  # the manifest's pin: not this file
+    with pytest.raises(weights.UnpinnedWeightsError, match="refusing to load .* unchecked"):
+        weights.resolve(weights.INCEPTION_CLEANFID, f, expected_sha256=None)
     assert weights.resolve(weights.INCEPTION_CLEANFID, f, expected_sha256=sha256_file(f)) == f
     with pytest.raises(ChecksumError):
         weights.resolve(weights.INCEPTION_CLEANFID, f, expected_sha256="0" * 64)

@@ -8,11 +8,13 @@ interrupted runs (process start-up, mostly `import torch`, dominates the wall ti
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 
 from _reliability import stage_cmd, start, wait_for
 from deco_bench.io import load_npz, safe_torch_load
+from deco_bench.stages import _common
 from deco_bench.training import checkpoint as ckpt
 
 TIMING_KEYS = {"images_per_s", "elapsed_s"}  # wall-clock fields: the only ones allowed to differ between runs
@@ -192,6 +195,59 @@ def test_sigterm_checkpoints_at_the_current_step_and_rerun_completes_identically
     assert [r["step"] for r in log_records(out)] == list(range(1, stopped + 1))
     assert_nothing_partial(out)
     run_to_end(train_cmd(tiny_pipeline, out), root, log)
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from"] == stopped
+    assert_same_training(out, references("train"))
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs (an orphan is reaped by init, or stays a zombie where nothing reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_an_orphaned_trainer_is_named_to_a_second_run_and_ctrl_c_checkpoints_it(tiny_pipeline, references):
+    """Killing only `dvc` orphans its stage: a second run of the stage is refused, naming the orphan, instead of
+    racing it (no lost log lines); Ctrl-C (SIGINT) then checkpoints the orphan at its current step with one line,
+    and the re-run ends identical to an uninterrupted run."""
+    root, out, log = tiny_pipeline["root"], tiny_pipeline["root"] / "orphan", tiny_pipeline["root"] / "orphan.log"
+    cmd = train_cmd(tiny_pipeline, out)
+    launcher = (  # a parent (`dvc repro`) that starts the trainer and is killed once it runs: the trainer lives on
+        "import os, subprocess, sys, time\n"
+        "with open(sys.argv[2], 'ab') as f:\n"
+        "    print(subprocess.Popen(sys.argv[3:], stdout=f, stderr=subprocess.STDOUT).pid, flush=True)\n"
+        "while not os.path.exists(sys.argv[1]):\n"
+        "    time.sleep(0.005)\n"
+        "os._exit(0)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pid = int(subprocess.run([sys.executable, "-c", launcher, str(out / "train_log.jsonl"), str(log), *cmd], cwd=root,
+                             env=env, check=True, capture_output=True, text=True, timeout=240).stdout)
+    try:
+        wait_for(lambda: logged_step(out) >= 3 or not _running(pid), None)
+        assert _running(pid), log.read_text()[-3000:]
+        command = _common.stage_command(["deco_bench/stages/train.py", *cmd[3:]])
+        with pytest.raises(_common.StageBusyError) as busy:  # what a second `dvc repro` of the stage meets
+            with _common.stage_lock(command, root / _common.LOCK_DIR):
+                pass
+        assert str(busy.value).startswith(f"this stage is already running in this folder (PID {pid}, parent PID ")
+        assert ("ORPHANED: the process that started it (PID " in str(busy.value)
+                and f"is gone, but it still runs and writes: stop it with `kill {pid}`" in str(busy.value))
+        os.kill(pid, signal.SIGINT)  # Ctrl-C
+        wait_for(lambda: not _running(pid), None, timeout=120)
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    m = re.search(r"^error: SIGINT at step (\d+): checkpoint written to .*re-run the same command to resume$",
+                  text, flags=re.MULTILINE)
+    assert m, text[-3000:]
+    stopped = int(m.group(1))
+    assert 3 <= stopped < 30 and latest_step(out) == stopped
+    assert [r["step"] for r in log_records(out)] == list(range(1, stopped + 1))  # every step once, none lost
+    assert_nothing_partial(out)
+    run_to_end(cmd, root, log)
     assert json.loads((out / "train_summary.json").read_text())["resumed_from"] == stopped
     assert_same_training(out, references("train"))
 

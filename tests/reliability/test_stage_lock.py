@@ -33,7 +33,8 @@ def test_a_second_run_of_a_stage_stops_with_one_line_naming_the_holder(tmp_path)
         busy = run_stage(tmp_path, "--out", "inputs")
     assert busy.returncode == 2, busy.stderr
     (line,) = busy.stderr.strip().splitlines()
-    assert line.startswith(f"error: this stage is already running in this folder (PID {os.getpid()}, started ")
+    assert line.startswith(f"error: this stage is already running in this folder (PID {os.getpid()}, parent PID "
+                           f"{os.getppid()}, started ")
     assert line.endswith(f"{command}); a second pipeline run would write the same outputs: wait for it or stop it, "
                          "then run again")
     assert tree(tmp_path) == before  # the refused run wrote nothing
