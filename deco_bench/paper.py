@@ -31,7 +31,15 @@ TABLE2_512 = [
 ]
 
 # Table 1, L size, 200K iterations, batch 256, 50 Euler steps, no CFG (docs/paper.md §2.1). Memory in GB, speed s/it.
+# The rows with an official config, in the paper's order; `variant` is the models: entry that reproduces each.
+# PixNerd prints 458M; configs_c2i/Baseline_PixNerd.yaml builds to 452.114M (PARAMS_M, docs/paper.md §2.1).
 TABLE1 = [
+    {"method": "PixNerd", "params_m": 458, "train_mem_gb": 29.2, "train_s_per_it": 0.25, "inf_mem_gb": 2.6,
+     "s_per_image": 0.48, "s_per_step": 0.010, "fid": 37.49, "sfid": 10.65, "is": 43.01, "recall": 0.62,
+     "variant": "pixnerd"},
+    {"method": "JiT+REPA", "params_m": 459, "train_mem_gb": 24.8, "train_s_per_it": 0.23, "inf_mem_gb": 2.5,
+     "s_per_image": 0.46, "s_per_step": 0.009, "fid": 39.06, "sfid": 11.45, "is": 39.57, "recall": 0.63,
+     "variant": "jit"},
     {"method": "Baseline", "params_m": 459, "train_mem_gb": 24.8, "train_s_per_it": 0.22, "inf_mem_gb": 2.5,
      "s_per_image": 0.46, "s_per_step": 0.009, "fid": 61.10, "sfid": 15.86, "is": 16.81, "recall": 0.60,
      "variant": "baseline"},
@@ -76,11 +84,13 @@ FIG5 = {
 FIG4 = {"baseline_dit_high": (0.38, 0.39), "velocity_high": (0.29, 0.30), "deco_dit_high": (0.13, 0.15)}
 
 # Parameter counts from the official classes (docs/paper.md §3.1, [COMP]); ours must match exactly.
-PARAMS_M = {"deco-l": 426.938, "deco-xl": 682.283, "baseline-l": 459.172, "baseline-xl": 676.360}
-GFLOPS_FWD_256 = {"deco-l": 149.13, "deco-xl": 236.48, "baseline-l": 155.71, "baseline-xl": 229.66}
+PARAMS_M = {"deco-l": 426.938, "deco-xl": 682.283, "baseline-l": 459.172, "baseline-xl": 676.360,
+            "pixnerd-l": 452.114}
+GFLOPS_FWD_256 = {"deco-l": 149.13, "deco-xl": 236.48, "baseline-l": 155.71, "baseline-xl": 229.66,
+                  "pixnerd-l": 164.45}
 
 # Timing claims (docs/paper.md §2.1, §3.4): A800 GPUs.
-TIMING = {"train_s_per_it_L_b256_8xA800": {"deco": 0.24, "baseline": 0.22},
+TIMING = {"train_s_per_it_L_b256_8xA800": {"deco": 0.24, "baseline": 0.22, "pixnerd": 0.25, "jit": 0.23},
           "latency_s_XL_256_100x2_A800": {"deco": 1.05, "baseline": 1.03},
           "latency_s_XL_512_100x2_A800": {"deco": 2.25}}
 
@@ -112,5 +122,11 @@ OFFICIAL_PROFILE_VALUES = {
         "train.steps": 200_000, "train.global_batch": 256, "train.lr": 1e-4, "train.ema_decay": 0.9999,
         "train.repa_encoder": "dinov2-b14", "train.repa_align_layer": 8, "sample.num_images": 50_000,
         "sample.num_steps": 50, "sample.cfg_scale": 1.0, "evaluate.feature_space": "inception",
+        # configs_c2i/Baseline_PixNerd.yaml: PixNerDiT under the REPA trainer (no FreqFM), default label dropout.
+        "models.pixnerd.preset": "pixnerd-l", "models.pixnerd.arch": {}, "models.pixnerd.freqfm_weight": 0.0,
+        "models.pixnerd.repa_weight": 0.5, "models.pixnerd.null_condition_p": 0.1,
+        # configs_c2i/Baseline_DiT_JiT.yaml: the Baseline-L network under training_repa_JiT (x-prediction).
+        "models.jit.preset": "baseline-l", "models.jit.arch": {"prediction": "x"}, "models.jit.freqfm_weight": 0.0,
+        "models.jit.repa_weight": 0.5, "models.jit.null_condition_p": 0.1,
     },
 }

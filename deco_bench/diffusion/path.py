@@ -38,6 +38,47 @@ def velocity(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return x - eps
 
 
+# x-prediction (JiT): the network outputs the clean image and v = (x_pred - x_t) / max(1 - t, X_PRED_MIN_GAP), in
+# training (official `training_repa_JiT.py`, t_eps = 0.05) and in sampling (official `EulerSamplerJiT`). The floor
+# keeps the division finite at the data end, t -> 1.
+X_PRED_MIN_GAP = 0.05
+
+
+def velocity_from_x(x_pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """v of an x-prediction at (x_t, t): (x_pred - x_t) / max(1 - t, 0.05). Exact for t <= 0.95, where
+    x - x_t = (1 - t)(x - eps); above it the velocity is scaled down by (1 - t) / 0.05, as the official code does."""
+    if x_pred.shape != x_t.shape:
+        raise ValueError(f"x_pred and x_t shapes differ: {tuple(x_pred.shape)} vs {tuple(x_t.shape)}")
+    gap = (1 - _per_sample(t, x_t)).clamp_min(X_PRED_MIN_GAP)
+    return (x_pred - x_t) / gap
+
+
+def as_velocity(out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | float, prediction: str) -> torch.Tensor:
+    """A network's output as a velocity: itself for prediction 'v', `velocity_from_x` for 'x' (JiT)."""
+    if prediction == "v":
+        return out
+    if prediction == "x":
+        return velocity_from_x(out, x_t, t)
+    raise ValueError(f"unknown prediction {prediction!r}; accepted: 'v', 'x'")
+
+
+def target_velocity(x: torch.Tensor, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | float,
+                    prediction: str) -> torch.Tensor:
+    """The flow-matching target. 'v': x - eps. 'x' (JiT): the clean image through the same conversion as the
+    prediction, velocity_from_x(x, x_t, t), so the loss is the official JiT loss mean((v_pred - v_target)^2)."""
+    if prediction == "x":
+        return velocity_from_x(x, x_t, t)
+    if prediction != "v":
+        raise ValueError(f"unknown prediction {prediction!r}; accepted: 'v', 'x'")
+    return velocity(x, eps)
+
+
+def prediction_of(model) -> str:
+    """What `model(x_t, t, y)` returns: its `prediction` attribute ('v' or 'x'); 'v' for a model without one (a
+    plain velocity function, or a module that already converts, like load_official's JiT wrapper)."""
+    return getattr(model, "prediction", "v")
+
+
 def time_shift(t: torch.Tensor | float, shift: float) -> torch.Tensor | float:
     """Resolution time shift t / (t + (1 - t) * shift); shift = 1 is the identity, shift > 1 spends more time near
     noise (official `time_shift_fn` / `shift_respace_fn`)."""

@@ -7,9 +7,11 @@ so its "NFE x2" holds for no-CFG runs too (docs/paper.md §3.4). We evaluate onl
 then equals `c` instead of `u + 1 * (c - u)`, i.e. the same up to float rounding.
 
 Model contract: `model(x_t, t, y) -> v` with x_t (B, C, H, W), t (B,) in [0, 1] (t = 1 is data, see path.py), y (B,)
-class labels (the null class for unconditional rows). With `capture_features=True` the model must also provide
-`model.forward_features(x_t, t, y) -> (v, features)`, e.g. the DiT output map that Fig. 4 analyses (official
-`forward_sx`).
+class labels (the null class for unconditional rows). A model whose `prediction` attribute is 'x' (JiT) returns the
+clean image instead; the samplers convert every output to v with `path.velocity_from_x` before guidance, as the
+official `EulerSamplerJiT` does, so an x-model is never integrated as if it predicted v. With
+`capture_features=True` the model must also provide `model.forward_features(x_t, t, y) -> (v, features)`, e.g. the
+DiT output map that Fig. 4 analyses (official `forward_sx`).
 
 Autocast is left to the caller (the official sampler runs under bf16 autocast); x is kept in the noise dtype.
 """
@@ -21,7 +23,7 @@ from typing import Callable, Iterable, Protocol
 
 import torch
 
-from deco_bench.diffusion.path import time_shift
+from deco_bench.diffusion.path import as_velocity, prediction_of, time_shift
 
 # capture(step_index, t, x_t, v) or, with capture_features=True, capture(step_index, t, x_t, v, features)
 Capture = Callable[..., None]
@@ -42,15 +44,18 @@ def sampling_times(num_steps: int, timeshift: float = 1.0) -> torch.Tensor:
 
 def _guided_velocity(model, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, null_labels: torch.Tensor,
                      cfg_scale: float, guided: bool, want_features: bool):
-    """One model evaluation with CFG u + w (c - u); returns (v, features of the conditional rows or None)."""
+    """One model evaluation with CFG u + w (c - u) on velocities (an x-prediction is converted first, official
+    `EulerSamplerJiT`); returns (v, features of the conditional rows or None)."""
     t_rows = t.expand(x.shape[0])
     forward = model.forward_features if want_features else model
+    prediction = prediction_of(model)
     if not guided:
-        out = forward(x, t_rows, labels)
-        return out if want_features else (out, None)
-    out = forward(torch.cat([x, x]), t_rows.repeat(2), torch.cat([null_labels, labels]))
-    v_both, feats = out if want_features else (out, None)
-    v_uncond, v_cond = v_both.chunk(2)
+        out, feats = forward(x, t_rows, labels) if want_features else (forward(x, t_rows, labels), None)
+        return as_velocity(out, x, t_rows, prediction), feats
+    x_both, t_both = torch.cat([x, x]), t_rows.repeat(2)
+    out = forward(x_both, t_both, torch.cat([null_labels, labels]))
+    out_both, feats = out if want_features else (out, None)
+    v_uncond, v_cond = as_velocity(out_both, x_both, t_both, prediction).chunk(2)
     if feats is not None:
         feats = feats.chunk(2)[1]
     return v_uncond + cfg_scale * (v_cond - v_uncond), feats

@@ -1,7 +1,8 @@
-"""Denoisers: the baseline pixel DiT (dit.py) and DeCo (deco.py), built from presets (presets.py)."""
+"""Denoisers: the baseline pixel DiT (dit.py), DeCo (deco.py) and PixNerd (pixnerd.py), built from presets."""
 
 from .deco import DeCo, PixelDecoder
 from .dit import PixelDiT
+from .pixnerd import PixNerd
 from .presets import (
                       PRESETS,
                       ModelConfig,
@@ -13,5 +14,5 @@ from .presets import (
                       model_flops_per_image,
 )
 
-__all__ = ["DeCo", "PixelDecoder", "PixelDiT", "PRESETS", "ModelConfig", "build_model", "count_parameters",
+__all__ = ["DeCo", "PixelDecoder", "PixelDiT", "PixNerd", "PRESETS", "ModelConfig", "build_model", "count_parameters",
            "decoder_parameters", "get_preset", "matched_decoder_hidden", "model_flops_per_image"]

@@ -55,6 +55,7 @@ class PixelDiT(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.config = cfg
+        self.prediction = cfg.prediction  # what forward returns: 'v', or 'x' (JiT; diffusion.path converts it)
         self.hidden_size = cfg.hidden_size
         self.num_heads = cfg.num_heads
         self.num_classes = cfg.num_classes
@@ -87,7 +88,8 @@ class PixelDiT(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, return_features: bool = False):
-        """x (B, 3, H, W) in [-1, 1], t (B,) in [0, 1] with 1 = data, y (B,) long (num_classes = null) -> v.
+        """x (B, 3, H, W) in [-1, 1], t (B,) in [0, 1] with 1 = data, y (B,) long (num_classes = null) -> v
+        (or x with prediction 'x', JiT: the samplers and the loss convert it to v, diffusion.path.velocity_from_x).
 
         With return_features, returns (v, features) like the official forward_sx: features is the last DiT
         block's hidden state as a map (B, C, H/p, W/p).

@@ -10,6 +10,7 @@ Our module names differ from the official ones; `OFFICIAL_TO_OURS` is the comple
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from torch import nn
 from deco_bench.io import CorruptFileError, DecoBenchError, MissingFileError, safe_torch_load
 from deco_bench.models.loading import weight_mismatches
 from deco_bench.models.presets import ModelConfig, build_model
+from deco_bench.models.velocity import as_velocity_model
 
 
 class OfficialFormatError(DecoBenchError):
@@ -32,21 +34,28 @@ class CheckpointMismatchError(DecoBenchError):
     """Checkpoint weights do not fit the architecture the config describes."""
 
 
+# The official trainer of x-prediction (JiT+REPA, `Baseline_DiT_JiT.yaml`); its networks get prediction 'x'.
+JIT_TRAINER = "training_repa_JiT.REPATrainer"
+
 # class_path suffix in the official YAML -> our ModelConfig.kind
 OFFICIAL_CLASSES = {
     "dit_c2i_DeCo.PixNerDiT": "deco",
     "dit_c2i_baseline.FlattenDiT": "baseline",
+    "dit_c2i_pixnerd.PixNerDiT": "pixnerd",
 }
 
 # Defaults of the official constructors, used when a YAML leaves an argument out (as Lightning would).
 _OFFICIAL_DEFAULTS = {"in_channels": 4, "num_groups": 12, "hidden_size": 1152, "hidden_size_x": 64,
-                      "num_blocks": 18, "num_cond_blocks": 4, "patch_size": 2, "num_classes": 1000}
+                      "num_blocks": 18, "num_cond_blocks": 4, "patch_size": 2, "num_classes": 1000,
+                      "nerf_mlpratio": 4}
 # Constructor arguments that do not change the network (nerf_mlpratio is unused by the DeCo class, docs/paper.md §5.2).
 _IGNORED_ARGS = {"nerf_mlpratio", "learn_sigma", "deep_supervision", "weight_path", "load_ema"}
 _ARGS = {
     "deco": {"in_channels", "num_groups", "hidden_size", "hidden_size_x", "num_blocks", "num_cond_blocks",
              "patch_size", "num_classes"},
     "baseline": {"in_channels", "num_groups", "hidden_size", "num_blocks", "patch_size", "num_classes"},
+    "pixnerd": {"in_channels", "num_groups", "hidden_size", "hidden_size_x", "nerf_mlpratio", "num_blocks",
+                "num_cond_blocks", "patch_size", "num_classes"},
 }
 
 # Official parameter name (regex, full match) -> our name. Keys not matched keep their name
@@ -75,6 +84,14 @@ OFFICIAL_TO_OURS = {
         (r"dec_net\.res_blocks\.(\d+)\.mlp\.2\.(.*)", r"decoder.blocks.\1.fc2.\2"),
         (r"dec_net\.res_blocks\.(\d+)\.adaLN_modulation\.1\.(.*)", r"decoder.blocks.\1.modulation.\2"),
         (r"dec_net\.final_layer\.linear\.(.*)", r"decoder.final_linear.\1"),
+    ],
+    # PixNerd keeps the official block indices: blocks.{num_cond_blocks..} are its neural-field blocks.
+    "pixnerd": _COMMON + [
+        (r"s_embedder\.proj\.(.*)", r"patch_embed.\1"),
+        (r"x_embedder\.embedder\.0\.(.*)", r"pixel_embed.\1"),
+        (r"blocks\.(\d+)\.param_generator1\.0\.(.*)", r"blocks.\1.param_generator.\2"),
+        (r"final_layer\.norm\.weight", r"final_norm.weight"),
+        (r"final_layer\.linear\.(.*)", r"final_linear.\1"),
     ],
 }
 
@@ -112,10 +129,15 @@ def official_denoiser(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
 def config_from_official_yaml(path: str | os.PathLike) -> ModelConfig:
     """ModelConfig of the denoiser in an official Lightning config (`model.denoiser.{class_path,init_args}`).
 
-    Note: `Baseline_DiT_JiT.yaml` uses the baseline network but trains it to predict x, not v (docs/paper.md §5.2).
+    `Baseline_DiT_JiT.yaml` uses the baseline network but trains it to predict x, not v (docs/paper.md §5.2): a
+    config whose `model.diffusion_trainer` is `training_repa_JiT.REPATrainer` gives prediction 'x'.
     """
     class_path, init_args = official_denoiser(path)
-    return config_from_official_init_args(class_path, init_args, source=str(path))
+    cfg = config_from_official_init_args(class_path, init_args, source=str(path))
+    trainer = (_read_yaml(path).get("model") or {}).get("diffusion_trainer")
+    if isinstance(trainer, dict) and str(trainer.get("class_path", "")).endswith(JIT_TRAINER):
+        return dataclasses.replace(cfg, prediction="x")
+    return cfg
 
 
 def config_from_official_init_args(class_path: str, init_args: dict[str, Any], source: str = "config") -> ModelConfig:
@@ -133,6 +155,10 @@ def config_from_official_init_args(class_path: str, init_args: dict[str, Any], s
     try:
         if kind == "baseline":
             return ModelConfig("baseline", depth=a["num_blocks"], **common)
+        if kind == "pixnerd":  # as DeCo: the first num_cond_blocks are DiT blocks, the rest neural-field blocks
+            return ModelConfig("pixnerd", depth=a["num_cond_blocks"], decoder_hidden=a["hidden_size_x"],
+                               decoder_depth=a["num_blocks"] - a["num_cond_blocks"],
+                               field_mlp_ratio=a["nerf_mlpratio"], **common)
         # Official DeCo: num_blocks counts DiT + decoder blocks; the first num_cond_blocks are DiT blocks.
         return ModelConfig("deco", depth=a["num_cond_blocks"], decoder_hidden=a["hidden_size_x"],
                            decoder_depth=a["num_blocks"] - a["num_cond_blocks"], **common)
@@ -183,8 +209,11 @@ def _check_fits(model: nn.Module, weights: dict[str, torch.Tensor], source: str,
 
 
 def load_official(config_path: str | os.PathLike, ckpt_path: str | os.PathLike, ema: bool = True) -> nn.Module:
-    """Our model (eval mode, float32, CPU) with the weights of an official checkpoint (EMA weights by default)."""
-    return load_released(ckpt_path, config_from_official_yaml(config_path), ema=ema)
+    """Our model (eval mode, float32, CPU) with the weights of an official checkpoint (EMA weights by default).
+
+    forward(x, t, y) returns the velocity, also for an x-prediction (JiT) config: that model comes wrapped in a
+    models.velocity.VelocityOutput, which converts as the official `EulerSamplerJiT` does."""
+    return as_velocity_model(load_released(ckpt_path, config_from_official_yaml(config_path), ema=ema))
 
 
 def _official_state(ckpt_path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -8,13 +8,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-KINDS = ("deco", "baseline")
+KINDS = ("deco", "baseline", "pixnerd")
 INTERACTIONS = ("adaln", "add")
+# What the network's output means: the velocity v, or the clean image x (JiT; the sampler and the loss convert it
+# to v with diffusion.path.velocity_from_x, as official `training_repa_JiT.py` and `EulerSamplerJiT` do).
+PREDICTIONS = ("v", "x")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One denoiser. `depth` counts DiT blocks only; decoder_* fields are ignored for the baseline."""
+    """One denoiser. `depth` counts DiT blocks only; decoder_* fields are ignored for the baseline.
+
+    kind 'pixnerd' (PixNerd, the Table 1 row) uses decoder_hidden / decoder_depth for its neural-field blocks and
+    field_mlp_ratio for their hidden width (official `nerf_mlpratio`); decoder_patch_size and interaction are DeCo's.
+    `prediction` 'x' trains and samples the network as an x-predictor (JiT+REPA, Table 1).
+    """
 
     kind: str
     hidden_size: int
@@ -28,14 +36,21 @@ class ModelConfig:
     decoder_patch_size: int = 1
     interaction: str = "adaln"
     max_freqs: int = 8
+    field_mlp_ratio: int = 2
+    prediction: str = "v"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"ModelConfig.kind must be one of {KINDS}, got {self.kind!r}")
         if self.interaction not in INTERACTIONS:
             raise ValueError(f"ModelConfig.interaction must be one of {INTERACTIONS}, got {self.interaction!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"ModelConfig.prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.kind == "deco" and self.prediction != "v":
+            raise ValueError("ModelConfig.prediction 'x' (JiT) is supported for the baseline and pixnerd networks, "
+                             "not deco")
         for name in ("hidden_size", "num_heads", "depth", "patch_size", "in_channels", "num_classes",
-                     "decoder_hidden", "decoder_depth", "decoder_patch_size", "max_freqs"):
+                     "decoder_hidden", "decoder_depth", "decoder_patch_size", "max_freqs", "field_mlp_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
@@ -58,6 +73,10 @@ def _baseline(hidden: int, heads: int, depth: int, **kw) -> ModelConfig:
     return ModelConfig("baseline", hidden, heads, depth, **kw)
 
 
+def _pixnerd(hidden: int, heads: int, depth: int, **kw) -> ModelConfig:
+    return ModelConfig("pixnerd", hidden, heads, depth, **kw)
+
+
 # Paper sizes: DeCo = DiT blocks + 3 decoder blocks of width 32 (Table 5); the baselines have the DiT depth of
 # the official Baseline configs (24 for L: DeCo-L replaces its last two DiT blocks by the decoder; 28 for XL).
 # Small sizes mirror that rule: the baseline has two more DiT blocks than DeCo.
@@ -66,12 +85,16 @@ PRESETS: dict[str, ModelConfig] = {
     "deco-xl": _deco(1152, 16, 28),
     "baseline-l": _baseline(1024, 16, 24),
     "baseline-xl": _baseline(1152, 16, 28),
+    # configs_c2i/Baseline_PixNerd.yaml: 24 blocks, the last 2 neural-field blocks of width 64 (docs/paper.md §2.1).
+    "pixnerd-l": _pixnerd(1024, 16, 22, decoder_hidden=64, decoder_depth=2, field_mlp_ratio=2),
     # Embedded default (32 px images, 8x8 tokens of 4x4 pixels).
     "deco-s": _deco(192, 4, 4, patch_size=4, num_classes=10, decoder_hidden=32, decoder_depth=2),
     "baseline-s": _baseline(192, 4, 6, patch_size=4, num_classes=10),
+    "pixnerd-s": _pixnerd(192, 4, 4, patch_size=4, num_classes=10, decoder_hidden=16, decoder_depth=2),
     # Unit tests.
     "deco-tiny": _deco(64, 4, 2, patch_size=4, num_classes=10, decoder_hidden=16, decoder_depth=2),
     "baseline-tiny": _baseline(64, 4, 4, patch_size=4, num_classes=10),
+    "pixnerd-tiny": _pixnerd(64, 4, 2, patch_size=4, num_classes=10, decoder_hidden=8, decoder_depth=2),
 }
 
 
@@ -90,8 +113,9 @@ def get_preset(name: str, **overrides) -> ModelConfig:
 def build_model(cfg: ModelConfig) -> nn.Module:
     from .deco import DeCo
     from .dit import PixelDiT
+    from .pixnerd import PixNerd
 
-    return DeCo(cfg) if cfg.kind == "deco" else PixelDiT(cfg)
+    return {"deco": DeCo, "baseline": PixelDiT, "pixnerd": PixNerd}[cfg.kind](cfg)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -136,5 +160,5 @@ def model_flops_per_image(cfg: ModelConfig, resolution: int) -> int:
     return int(counter.get_total_flops())
 
 
-__all__ = ["ModelConfig", "PRESETS", "get_preset", "build_model", "count_parameters", "decoder_parameters",
+__all__ = ["ModelConfig", "PRESETS", "PREDICTIONS", "get_preset", "build_model", "count_parameters", "decoder_parameters",
            "matched_decoder_hidden", "model_flops_per_image"]

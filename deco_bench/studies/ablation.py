@@ -8,6 +8,7 @@ differs from the DeCo entry, and lays our metric beside the paper's (paper.TABLE
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -18,7 +19,7 @@ from deco_bench import paper
 from deco_bench.config import ModelEntry, Params
 from deco_bench.metrics.api import LOWER_IS_BETTER, compare
 from deco_bench.metrics.bootstrap import CI_LEVEL
-from deco_bench.models import get_preset, matched_decoder_hidden
+from deco_bench.models import PRESETS, get_preset, matched_decoder_hidden
 
 LOSS_FIELDS = ("freqfm_weight", "freqfm_quality", "freqfm_gamma", "repa_weight", "null_condition_p")
 NOT_RUN = "not run at this profile"
@@ -52,13 +53,18 @@ TABLE4_AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("freqfm_quality", "(f) JPEG quality in FreqFM", "freqfm_quality", (50, 85, 100), True, "q={}"),
 )}
 
-# Table 1 rows (docs/paper.md §2.1): name -> (label, the fields that differ from DeCo; baseline: another model).
+# Table 1 rows (docs/paper.md §2.1): name -> (label, the fields that differ from DeCo; baseline, pixnerd and jit are
+# other networks: Baseline and JiT+REPA the baseline DiT of DeCo's size, trained on v or on x; PixNerd its own).
 TABLE1_ROWS: dict[str, tuple[str, dict]] = {
     "baseline": ("Baseline", {"freqfm_weight": 0.0}),
     "deco_no_repa": ("DeCo w/o REPA", {"repa_weight": 0.0}),
     "deco_no_freqfm": ("DeCo w/o FreqFM", {"freqfm_weight": 0.0}),
     "deco": ("DeCo", {}),
+    "pixnerd": ("PixNerd", {"freqfm_weight": 0.0}),
+    "jit": ("JiT+REPA", {"freqfm_weight": 0.0, "arch": {"prediction": "x"}}),
 }
+# The preset of the network each other-network row uses, from DeCo's preset (deco-l -> baseline-l, pixnerd-l).
+_OTHER_NETWORK = {"baseline": "baseline", "jit": "baseline", "pixnerd": "pixnerd"}
 
 
 # --------------------------------------------------------------------------------------------------- the grid
@@ -111,9 +117,10 @@ def expand_ablation_grid(base_preset: str, *, axes: Mapping[str, tuple] | None =
     unknown = sorted(set(axes) - set(TABLE4_AXES))
     if unknown:
         raise ValueError(f"unknown ablation axes {unknown}; accepted: {', '.join(TABLE4_AXES)}")
-    order = ("deco", "baseline", "deco_no_freqfm", "deco_no_repa")  # main models first, as in params.yaml
+    # main models first, as in params.yaml; a row whose network has no preset of this size (PixNerd-XL) is left out
+    order = ("deco", "baseline", "deco_no_freqfm", "deco_no_repa", "pixnerd", "jit")
     rows = {name: _table1_entry(name, base_preset) for name in order
-            if include_table1 or name in ("deco", "deco_no_freqfm")}
+            if (include_table1 or name in ("deco", "deco_no_freqfm")) and _table1_entry(name, base_preset)}
     grid = dict(rows)
     seen = {_key(_resolved(e)) for e in grid.values() if e["preset"] == base_preset}
     for name, settings in axes.items():
@@ -132,9 +139,11 @@ def expand_ablation_grid(base_preset: str, *, axes: Mapping[str, tuple] | None =
 
 
 def _table1_entry(name: str, base_preset: str) -> dict:
+    """The row's entry; {} when its network has no preset of DeCo's size."""
     label, fields = TABLE1_ROWS[name]
-    if name == "baseline":  # the official baseline for DeCo-X is Baseline-X (docs/paper.md §2.0)
-        return {"preset": base_preset.replace("deco", "baseline", 1), "label": label, **fields}
+    if name in _OTHER_NETWORK:  # the official baseline for DeCo-X is Baseline-X (docs/paper.md §2.0)
+        preset = base_preset.replace("deco", _OTHER_NETWORK[name], 1)
+        return {"preset": preset, "label": label, **copy.deepcopy(fields)} if preset in PRESETS else {}
     return {"preset": base_preset, "label": label, **fields}
 
 
@@ -170,8 +179,10 @@ def assign_roles(params: Params) -> tuple[dict[str, list[tuple[str, Any]]], dict
 
 
 def _places(diff: dict, res: dict, ref: dict) -> list[tuple[str, Any]]:
+    if diff.get("kind") == "pixnerd":
+        return [("table1", "pixnerd")]
     if diff.get("kind") == "baseline":
-        return [("table1", "baseline")]
+        return [("table1", "jit" if res["prediction"] == "x" else "baseline")]
     if not diff:
         return [("table1", "deco")] + [(a.name, res[a.field]) for a in TABLE4_AXES.values() if a.with_freqfm]
     if set(diff) == {"freqfm_weight"} and _same(diff["freqfm_weight"], 0.0):

@@ -38,6 +38,10 @@ class DenoiserWithProjector(nn.Module):
 
     forward returns the predicted velocity and, when REPA is on, the projected tokens of DiT block `align_layer`
     (docs/paper.md §5.1: a forward hook on blocks[align_layer - 1]).
+
+    The hook is registered once, here, and writes into a one-slot list that forward empties again: registering a
+    hook inside forward would be a graph break under torch.compile (train.compile: full) and a new hook object
+    every step would recompile. EMA copies drop the hook (training/ema.py).
     """
 
     def __init__(self, net: nn.Module, projector: nn.Module | None, align_layer: int):
@@ -45,17 +49,26 @@ class DenoiserWithProjector(nn.Module):
         self.net = net
         self.projector = projector
         self.align_layer = align_layer
+        self.prediction = path.prediction_of(net)  # 'v', or 'x' (JiT): step_losses converts to velocities
+        self._slot: list[torch.Tensor | None] = [None]
+        if projector is not None:
+            slot = self._slot
+            net.blocks[align_layer - 1].register_forward_hook(lambda m, i, o: slot.__setitem__(0, o))
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
         if self.projector is None:
             return self.net(x_t, t, y), None
-        captured: list[torch.Tensor] = []
-        hook = self.net.blocks[self.align_layer - 1].register_forward_hook(lambda m, i, o: captured.append(o))
-        try:
-            v = self.net(x_t, t, y)
-        finally:
-            hook.remove()
-        return v, self.projector(captured[0])
+        v = self.net(x_t, t, y)
+        tokens, self._slot[0] = self._slot[0], None  # hold no activation past the step
+        return v, self.projector(tokens)
+
+
+def adamw(params, *, lr: float, betas: tuple[float, float], weight_decay: float,
+          device: torch.device) -> torch.optim.AdamW:
+    """AdamW as the training loop and the benchmark build it: the fused kernel on CUDA (one launch for all
+    parameters instead of several per tensor), the multi-tensor (foreach) path on CPU."""
+    impl = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **impl)
 
 
 def step_losses(fwd: nn.Module, encoder: nn.Module | None, x: torch.Tensor, y: torch.Tensor, raw: torch.Tensor,
@@ -64,11 +77,29 @@ def step_losses(fwd: nn.Module, encoder: nn.Module | None, x: torch.Tensor, y: t
 
     `fwd` is a DenoiserWithProjector (possibly wrapped by DDP or torch.compile); `encoder` the frozen REPA encoder
     or None. Shared by the training loop and the train-step benchmark, so both measure the same computation.
+    An x-predicting network (JiT+REPA, paper Table 1) is trained on velocities, prediction and target both through
+    path.velocity_from_x: the official `training_repa_JiT.py` objective.
     """
-    x_t, v = path.interpolate(x, eps, t), path.velocity(x, eps)
-    pred, proj = fwd(x_t, t, y)
+    prediction = _unwrap(fwd).prediction
+    x_t = path.interpolate(x, eps, t)
+    v = path.target_velocity(x, eps, x_t, t, prediction)
+    out, proj = fwd(x_t, t, y)
+    pred = path.as_velocity(out.float(), x_t, t, prediction)
     target_tokens = None
     if encoder is not None and proj is not None:
         with torch.no_grad():
             target_tokens = encoder(raw).float()
-    return losses.deco_loss(pred.float(), v, None if proj is None else proj.float(), target_tokens, weights=weights)
+    return losses.deco_loss(pred, v, None if proj is None else proj.float(), target_tokens, weights=weights)
+
+
+def _unwrap(fwd: nn.Module) -> DenoiserWithProjector:
+    """The DenoiserWithProjector inside torch.compile (`_orig_mod`) and DDP (`module`) wrappers."""
+    inner = fwd
+    while not isinstance(inner, DenoiserWithProjector):
+        nxt = getattr(inner, "_orig_mod", None)
+        nxt = getattr(inner, "module", None) if nxt is None else nxt
+        if nxt is None:
+            raise TypeError(f"step_losses needs a DenoiserWithProjector (optionally in DDP / torch.compile), got "
+                            f"{type(fwd).__name__}")
+        inner = nxt
+    return inner

@@ -66,8 +66,8 @@ def test_paper_configs_map_to_presets(tmp_path, preset):
 
 
 def test_unsupported_class_and_arguments_are_named(tmp_path):
-    with pytest.raises(OfficialFormatError, match="dit_c2i_pixnerd.PixNerDiT.*supported: dit_c2i_DeCo"):
-        config_from_official_yaml(write_yaml(tmp_path, "src.models.transformer.dit_c2i_pixnerd.PixNerDiT",
+    with pytest.raises(OfficialFormatError, match="dit_c2i_pixelflow.PixelFlow.*supported: dit_c2i_DeCo"):
+        config_from_official_yaml(write_yaml(tmp_path, "src.models.transformer.dit_c2i_pixelflow.PixelFlow",
                                              "hidden_size: 64"))
     with pytest.raises(OfficialFormatError, match="unknown init_args \\['hidden_size_x'\\]"):
         config_from_official_yaml(write_yaml(tmp_path, PAPER_DENOISERS["baseline-l"][0], "hidden_size_x: 8"))

@@ -19,7 +19,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 # The issue's list: Table 4 axes and Table 1 rows.
 ISSUE_AXES = {"decoder_hidden": {16, 32, 64}, "decoder_depth": {1, 3, 6}, "decoder_patch_size": {1, 4, 16},
               "interaction": {"adaln", "add"}, "freqfm_weight": {0.0, 0.5, 1.0, 2.0}, "freqfm_quality": {50, 85, 100}}
-ISSUE_TABLE1 = {"baseline", "deco_no_repa", "deco_no_freqfm", "deco"}
+ISSUE_TABLE1 = {"baseline", "deco_no_repa", "deco_no_freqfm", "deco", "pixnerd", "jit"}
 
 
 def _raw(profile: str, models: dict) -> dict:
@@ -39,7 +39,7 @@ def test_full_grid_is_exactly_the_ablation_l_profile():
 
 def test_grid_covers_exactly_the_issue_list_once_each():
     grid = expand_ablation_grid("deco-l")
-    assert len(grid) == 15  # 4 Table 1 rows + 2+2+2+1+2+2 non-default Table 4 settings
+    assert len(grid) == 17  # 6 Table 1 rows + 2+2+2+1+2+2 non-default Table 4 settings
     roles, unassigned = assign_roles(parse_params(_raw("ablation-l", grid)))
     assert unassigned == {}
     places: dict[str, set] = {}
@@ -55,7 +55,7 @@ def test_grid_covers_exactly_the_issue_list_once_each():
 @pytest.mark.parametrize("profile", ["default", "ablation-l"])
 def test_every_variant_is_a_valid_parameter_set(profile):
     grid = expand_ablation_grid("deco-l")
-    roles = {k: grid[k] for k in ("deco", "baseline")}  # the models the convergence and bench sections name
+    roles = {k: grid[k] for k in ("deco", "baseline", "pixnerd", "jit")}  # those convergence and bench name
     for name, entry in grid.items():
         p = parse_params(_raw(profile, {**roles, name: entry}))
         assert p.models[name].label == entry["label"]
@@ -71,6 +71,16 @@ def test_patch_size_variants_keep_the_decoder_parameter_count():
         assert abs(decoder_parameters(model_config(p, name)) / reference - 1) < 0.01  # Table 4(c)
     unmatched = expand_ablation_grid("deco-l", match_decoder_params=False)["decoder_patch_size_16"]
     assert unmatched["arch"] == {"decoder_patch_size": 16}
+
+
+def test_other_network_rows_follow_the_size_of_deco():
+    # Table 1's PixNerd and JiT+REPA rows use the network of DeCo's size; PixNerd has no XL preset (no config).
+    assert {k: v["preset"] for k, v in expand_ablation_grid("deco-s", axes={}).items()} == {
+        "deco": "deco-s", "baseline": "baseline-s", "deco_no_freqfm": "deco-s", "deco_no_repa": "deco-s",
+        "pixnerd": "pixnerd-s", "jit": "baseline-s"}
+    grid = expand_ablation_grid("deco-xl", axes={})
+    assert "pixnerd" not in grid and grid["jit"] == {"preset": "baseline-xl", "label": "JiT+REPA", "freqfm_weight": 0.0,
+                                                      "arch": {"prediction": "x"}}
 
 
 def test_small_preset_grid_and_invalid_settings():
