@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The paper-size GPU checks, recorded in one go on a machine with an NVIDIA GPU. From the repository root:
 #
-#     bash scripts/gpu_bench.sh [--out DIR] [--official DIR] [--steps 1,2,3,4,5] [--compile] ["note"]
+#     bash scripts/gpu_bench.sh [--out DIR] [--official DIR] [--steps 1,2,3,4,5,6,7] [--compile] ["note"]
 #
 #   --out DIR       where the results go (default bench/recordings): DIR/<gpu>-<date>-*.json for the bench stage,
 #                   DIR/checks/<gpu>-<date>-*.json for the other checks, and this script's log in
 #                   DIR/checks/<gpu>-<date>-gpu_bench.log
 #   --official DIR  a checkout of github.com/Zehong-Ma/DeCo, for step 2 (default: env DECO_OFFICIAL); without one,
 #                   step 2 is skipped and the log says why
-#   --steps LIST    run only these steps (comma-separated numbers; default all five)
-#   --compile       also step 6, a torch.compile bench at 256 px (compiling XL takes minutes; env COMPILE=1 too)
+#   --steps LIST    run only these steps (comma-separated numbers; default 1-7)
+#   --compile       kept for old command lines: steps 6 and 7 are now in the default list (env COMPILE=1 too)
 #   "note"          free text stored in each bench-stage recording
 #
 # Steps, most important first; each has its own time limit, and a failed step does not stop the next:
@@ -26,8 +26,17 @@
 #      loop's bf16 autocast, EMA, checkpointing and the sampler on CUDA -> DIR/checks/<gpu>-<date>-smoke-cuda.json
 #   5. where the XL train step's time goes: kernel categories (torch.profiler) against wall time, and the step
 #      with each block compiled (deco_bench/tools/breakdown.py)                    -> DIR/checks/<gpu>-<date>-breakdown.json
-# Time on one H200: about 8 minutes; the step limits add up to 13.5 (15 with --compile's 9 more). A step that needs
-# more GPU memory than is free stops at once with one line (the tools estimate it first).
+#   6. train.compile modes side by side (training/compile.py): eager, `blocks` and `full`, DeCo-XL vs Baseline-XL at
+#      256 px: train step at batch 32 with compile time and peak memory per mode, sampling 100x2 and 50 steps at
+#      batch 1 and 64 with each step replayed from a CUDA graph (diffusion/graphs.py); MFU against the peak of the
+#      board present (name and NVML max power limit: an H200 NVL is not an H200 SXM)
+#                                                                        -> DIR/<gpu>-<date>-256-compile.json
+#   7. the same modes' train step at batch 64 (256 px) and 16 (512 px), no sampling
+#                                                    -> DIR/<gpu>-<date>-256-b64-compile.json, ...-512-compile.json
+# Time on one H200: about 8 minutes for steps 1-5 (their limits add up to 13.5); steps 6 and 7 compile XL several
+# times (limits 9 + 9 minutes more). A step that needs more GPU memory than is free stops at once with one line (the
+# tools estimate it first). The gate compares a case with the case of the same name in another recording:
+#     deco-bench gate DIR/<new>-256-compile.json bench/recordings/h200-2026-11-27-256.json   (the eager case)
 # A copy of the repository whose .git is missing or stale names its revision for the fingerprints:
 #     DECO_BENCH_GIT_REVISION=<sha> bash scripts/gpu_bench.sh ...
 # Exit status: 0 when the script ran (each step's status is in the log), 1 without a CUDA device, 2 on bad usage.
@@ -38,7 +47,7 @@ abspath() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }  # given pa
 OUT_DIR=bench/recordings  # relative to the repository root
 OFFICIAL=${DECO_OFFICIAL:-}
 OFFICIAL_FROM=DECO_OFFICIAL
-STEPS=1,2,3,4,5
+STEPS=1,2,3,4,5,6,7
 COMPILE=${COMPILE:-0}
 NOTE="DeCo-XL vs Baseline-XL, paper sizes (scripts/gpu_bench.sh)"
 while [ $# -gt 0 ]; do
@@ -57,13 +66,13 @@ while [ $# -gt 0 ]; do
 done
 for n in ${STEPS//,/ }; do
     case $n in
-        [1-5]) ;;
-        *) echo "gpu_bench.sh: --steps $STEPS: expected step numbers 1-5 separated by commas" >&2; exit 2 ;;
+        [1-7]) ;;
+        *) echo "gpu_bench.sh: --steps $STEPS: expected step numbers 1-7 separated by commas" >&2; exit 2 ;;
     esac
 done
 [ -n "${OFFICIAL}" ] && [ "$OFFICIAL_FROM" = DECO_OFFICIAL ] && OFFICIAL=$(abspath "$OFFICIAL")
 want() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
-[ "$COMPILE" = 1 ] && STEPS="$STEPS,6"
+[ "$COMPILE" = 1 ] && ! want 6 && STEPS="$STEPS,6"
 
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -109,7 +118,7 @@ step() {  # step NAME SECONDS CMD...: run with a time limit; report the failure 
 }
 
 if want 1; then
-    step "1. bench 256 px" 180 "$PY" -m deco_bench.stages.bench --profile-gpu-paper --resolutions 256 --compile off \
+    step "1. bench 256 px" 180 "$PY" -m deco_bench.stages.bench --profile-gpu-paper --resolutions 256 --compile none \
         --out "$BASE-256.json" --record-note "$NOTE; eager bf16, 256 px"
     keep "$BASE-256.json"
 fi
@@ -129,7 +138,7 @@ if want 2; then
 fi
 
 if want 3; then
-    step "3. bench 512 px" 150 "$PY" -m deco_bench.stages.bench --profile-gpu-paper --resolutions 512 --compile off \
+    step "3. bench 512 px" 150 "$PY" -m deco_bench.stages.bench --profile-gpu-paper --resolutions 512 --compile none \
         --out "$BASE-512.json" --record-note "$NOTE; eager bf16, 512 px"
     keep "$BASE-512.json"
 fi
@@ -185,8 +194,20 @@ if want 5; then
 fi
 
 if want 6; then
-    step "6. bench 256 px, torch.compile" 540 "$PY" -m deco_bench.stages.bench --profile-gpu-paper --resolutions 256 \
-        --compile on --out "$BASE-compiled.json" --record-note "$NOTE; torch.compile bf16, 256 px"
-    keep "$BASE-compiled.json"
+    step "6. bench 256 px, compile modes" 540 "$PY" -m deco_bench.stages.bench --profile-gpu-paper --resolutions 256 \
+        --compile none,blocks,full --out "$BASE-256-compile.json" \
+        --record-note "$NOTE; train.compile none/blocks/full, CUDA-graph sampling in the compiled cases, bf16, 256 px"
+    keep "$BASE-256-compile.json"
+fi
+
+if want 7; then
+    step "7a. train step 256 px batch 64, compile modes" 270 "$PY" -m deco_bench.stages.bench --profile-gpu-paper \
+        --resolutions 256 --train-batch 64 --train-only --compile none,blocks,full --out "$BASE-256-b64-compile.json" \
+        --record-note "$NOTE; train step only, batch 64, train.compile none/blocks/full, bf16, 256 px"
+    keep "$BASE-256-b64-compile.json"
+    step "7b. train step 512 px batch 16, compile modes" 270 "$PY" -m deco_bench.stages.bench --profile-gpu-paper \
+        --resolutions 512 --train-only --compile none,blocks,full --out "$BASE-512-compile.json" \
+        --record-note "$NOTE; train step only, batch 16, train.compile none/blocks/full, bf16, 512 px"
+    keep "$BASE-512-compile.json"
 fi
 ls -l "$BASE"*.json "$CHK"*.json 2>/dev/null || echo "gpu_bench.sh: nothing was written"

@@ -67,13 +67,38 @@ def train_flops_per_image(cfg, resolution: int) -> int:
     return count_flops(step)
 
 
-def documented_peak(device_name: str | None) -> tuple[float | None, str]:
-    """(dense bf16 FLOP/s, source) for a GPU name, or (None, reason)."""
+# Boards sold under one name with different power and clocks. Where the name does not say which one it is, the
+# maximum power limit NVML reports does (datasheets: H200 SXM 700 W, H200 NVL 600 W; H100 SXM 700 W, H100 NVL
+# 400 W, H100 PCIe 350 W): (family, [(at most this many watts, variant)], smallest first).
+VARIANTS_BY_POWER: list[tuple[str, list[tuple[float, str]]]] = [
+    ("H200", [(650.0, "H200 NVL")]),
+    ("H100", [(375.0, "H100 PCIe"), (500.0, "H100 NVL")]),
+]
+
+
+def identify(device_name: str, max_power_w: float | None = None) -> tuple[str, str]:
+    """(the name to look the peak up by, how it was decided): the device name, or its variant by power."""
+    lower = device_name.lower()
+    for family, variants in VARIANTS_BY_POWER:
+        if family.lower() not in lower or any(v.lower() in lower for _, v in variants):
+            continue  # another family, or the name already names its variant
+        if max_power_w is None:
+            return device_name, "max power limit not read: the board is taken to be the one its name gives"
+        for limit, variant in variants:
+            if max_power_w <= limit:
+                return variant, f"identified as {variant} by its NVML max power limit of {max_power_w:.0f} W"
+        return device_name, f"NVML max power limit {max_power_w:.0f} W: the full-power board its name gives"
+    return device_name, "identified by name"
+
+
+def documented_peak(device_name: str | None, max_power_w: float | None = None) -> tuple[float | None, str]:
+    """(dense bf16 FLOP/s, source) for a GPU name (and its maximum power limit, when known), or (None, reason)."""
     if not device_name:
         return None, "no documented peak: not a CUDA device"
+    name, how = identify(device_name, max_power_w)
     for key, flops, source in PEAK_BF16:
-        if key.lower() in device_name.lower():
-            return flops, source
+        if key.lower() in name.lower():
+            return flops, source if how == "identified by name" else f"{source}; {how}"
     return None, f"no documented dense bf16 peak for {device_name!r} (set bench.peak_tflops with bench.peak_source)"
 
 
@@ -84,4 +109,5 @@ def mfu(flops_per_item: float, items_per_s: float, peak_flops_per_s: float) -> f
     return flops_per_item * items_per_s / peak_flops_per_s
 
 
-__all__ = ["PEAK_BF16", "count_flops", "forward_flops_per_image", "train_flops_per_image", "documented_peak", "mfu"]
+__all__ = ["PEAK_BF16", "VARIANTS_BY_POWER", "identify", "count_flops", "forward_flops_per_image",
+           "train_flops_per_image", "documented_peak", "mfu"]

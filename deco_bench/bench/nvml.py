@@ -93,7 +93,23 @@ class NvmlDevice:
                 return None
 
         return {"name": text(lambda: nv.nvmlDeviceGetName(self.handle)),
-                "driver": text(nv.nvmlSystemGetDriverVersion), "mig": self.mig}
+                "driver": text(nv.nvmlSystemGetDriverVersion), "mig": self.mig, **self.power_limits()}
+
+    def power_limits(self) -> dict:
+        """The board's power limits in watts (None where NVML does not say): enforced now, default, and the
+        maximum it can be set to. The maximum tells boards of one name apart (bench/flops.py)."""
+        nv, h = self.nv, self.handle
+
+        def watts(name: str, pick=lambda v: v) -> float | None:
+            fn = getattr(nv, name, None)
+            try:
+                return None if fn is None else float(pick(fn(h))) / 1000.0  # milliwatts
+            except nv.NVMLError:
+                return None
+
+        return {"power_limit_w": watts("nvmlDeviceGetEnforcedPowerLimit"),
+                "power_default_limit_w": watts("nvmlDeviceGetPowerManagementDefaultLimit"),
+                "power_max_limit_w": watts("nvmlDeviceGetPowerManagementLimitConstraints", lambda v: v[1])}
 
 
 def open_device(index: int = 0) -> tuple[NvmlDevice | None, str | None]:

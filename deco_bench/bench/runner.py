@@ -1,5 +1,11 @@
-"""The benchmark: for each size x compile flag x model, time one training step and the Euler sampler, with peak
+"""The benchmark: for each size x compile mode x model, time one training step and the Euler sampler, with peak
 memory, NVML telemetry, FLOPs and MFU; then the DeCo/baseline ratios measured in the same run.
+
+Compile modes are train.compile's (training/compile.py), measured side by side in one run: `none` (case
+"<res>px/eager"), `blocks` and `full`. The train step is the loop's own under that mode; the time of its first
+call less the steady-state median is reported as `compile_s`. Sampling in a compiled case uses the model
+compiled the same way (its blocks, or the whole forward) and, on CUDA, replays each Euler step from a CUDA graph
+(diffusion/graphs.py); the eager case samples eagerly, as the recordings before compile modes did.
 
 One training step is what training/loop.py does per step: draw t, noise and label dropout; forward under bf16
 autocast (CUDA) with the REPA projector hook; FM + FreqFM + REPA losses; backward; AdamW; float32 EMA update.
@@ -15,6 +21,7 @@ extrapolated as n_guided * guided + n_unguided * unguided (the JSON says so and 
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -23,14 +30,16 @@ import torch
 from deco_bench.bench import flops as flopsmod
 from deco_bench.bench.memory import PeakMemory
 from deco_bench.bench.nvml import NvmlSampler, open_device
-from deco_bench.bench.timing import TimingStats, rate_spread, spread, time_fn
+from deco_bench.bench.timing import TimingStats, rate_spread, spread, synchronize, time_fn
 from deco_bench.config import BenchParams, BenchSize, SampleSetting
 from deco_bench.diffusion import encoders, path
+from deco_bench.diffusion.graphs import StepGraphs
 from deco_bench.diffusion.losses import LossWeights, RepaProjector
 from deco_bench.diffusion.sampler import euler_sample, sampling_times
 from deco_bench.models import build_model, count_parameters
+from deco_bench.training import compile as compilemod
 from deco_bench.training.ema import EMA
-from deco_bench.training.step import DenoiserWithProjector, autocast, autocast_dtype, drop_labels, step_losses  # noqa: F401
+from deco_bench.training.step import DenoiserWithProjector, adamw, autocast, autocast_dtype, drop_labels, step_losses  # noqa: F401
 
 NO_CUDA = "not measured: no CUDA device (CPU run)"
 
@@ -74,12 +83,13 @@ def _encoder(recipe: Recipe, cfg, resolution: int):
 
 
 def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device: torch.device,
-                     dtype: torch.dtype | None, compile: bool, seed: int = 0,
-                     transform: Callable[[torch.nn.Module], object] | None = None) -> Callable[[], None]:
+                     dtype: torch.dtype | None, compile: str | bool, seed: int = 0,
+                     transform: Callable[[torch.nn.Module], object] | None = None,
+                     activation_checkpointing: bool = False) -> Callable[[], None]:
     """A closure doing one full optimisation step on a fixed synthetic batch (see the module docstring).
 
-    `transform(net)`, if given, changes the trained network in place after its EMA copy is taken (e.g. compiling
-    its blocks: tools.breakdown)."""
+    `compile` is a train.compile mode (False / True: 'none' / 'full'). `transform(net)`, if given, changes the
+    trained network in place after its EMA copy is taken (e.g. compiling its blocks: tools.breakdown)."""
 
     torch.manual_seed(seed)
     net = build_model(cfg).to(device)
@@ -92,8 +102,10 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
     ema = EMA(net, recipe.ema_decay)
     if transform is not None:
         transform(net)
-    opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-    fwd = torch.compile(module) if compile else module
+    opt = adamw(module.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay, device=device)
+    mode = {False: "none", True: "full"}.get(compile, compile)
+    objective = compilemod.prepare(net, module, mode=mode, activation_checkpointing=activation_checkpointing,
+                                   input_shape=(cfg.in_channels, resolution, resolution))
     weights = LossWeights(freqfm=recipe.freqfm_weight, repa=recipe.repa_weight if encoder is not None else 0.0,
                           freq_quality=recipe.freqfm_quality, freq_gamma=recipe.freqfm_gamma)
     g = torch.Generator(device=device).manual_seed(seed)
@@ -107,7 +119,7 @@ def build_train_step(cfg, recipe: Recipe, *, batch: int, resolution: int, device
         keep = torch.rand(batch, generator=g, device=device) >= recipe.null_condition_p
         y = drop_labels(labels, keep, cfg.num_classes)
         with autocast(device, dtype):
-            loss = step_losses(fwd, encoder, x, y, raw, t, eps, weights)["loss"]
+            loss = objective(module, encoder, x, y, raw, t, eps, weights)["loss"]
         loss.backward()
         opt.step()
         ema.update(net)
@@ -129,17 +141,23 @@ def guided_step_count(setting: SampleSetting) -> int:
 
 
 def build_sampler_run(net, cfg, *, num_steps: int, cfg_scale: float, guidance_interval: tuple[float, float],
-                      batch: int, resolution: int, device: torch.device, dtype: torch.dtype | None, seed: int = 0):
-    """A closure sampling one batch (noise fixed at build time; labels i mod num_classes; null class = num_classes)."""
+                      batch: int, resolution: int, device: torch.device, dtype: torch.dtype | None, seed: int = 0,
+                      graphs: StepGraphs | None = None):
+    """A closure sampling one batch (noise fixed at build time; labels i mod num_classes; null class = num_classes),
+    with euler_sample, or through `graphs` (CUDA graphs of the same steps) when given."""
 
     g = torch.Generator(device=device).manual_seed(seed)
     noise = torch.randn(batch, cfg.in_channels, resolution, resolution, generator=g, device=device)
     labels = torch.arange(batch, device=device) % cfg.num_classes
 
     def run() -> None:
+        kwargs = dict(num_steps=num_steps, cfg_scale=cfg_scale, guidance_interval=guidance_interval,
+                      null_label=cfg.num_classes)
         with autocast(device, dtype):
-            euler_sample(net, noise, labels, num_steps=num_steps, cfg_scale=cfg_scale,
-                         guidance_interval=guidance_interval, null_label=cfg.num_classes)
+            if graphs is None:
+                euler_sample(net, noise, labels, **kwargs)
+            else:
+                graphs.sample("euler", noise, labels, **kwargs)
 
     return run
 
@@ -184,15 +202,22 @@ def _mfu(flops_per_item: int, items_per_s: float, peak: dict) -> dict:
     return {"mfu": flopsmod.mfu(flops_per_item, items_per_s, peak["flops_per_s"]), "mfu_reason": None}
 
 
-def bench_train(spec: ModelSpec, size: BenchSize, bp: BenchParams, device, dtype, compile: bool,
+def bench_train(spec: ModelSpec, size: BenchSize, bp: BenchParams, device, dtype, compile: str,
                 telemetry: Telemetry, flops_train: int, peak: dict) -> dict:
+    """The train step under compile mode `compile`; the first of the `warmup` calls is timed on its own (for a
+    compiled mode it includes the compilation)."""
     step = build_train_step(spec.cfg, spec.recipe, batch=size.train_batch, resolution=size.resolution,
                             device=device, dtype=dtype, compile=compile)
-    stats, mem, nvml = measure(step, warmup=bp.warmup, repeats=bp.repeats, device=device, telemetry=telemetry,
-                               items_per_call=size.train_batch)
+    t0 = time.perf_counter()
+    step()
+    synchronize(device)
+    first_s = time.perf_counter() - t0
+    stats, mem, nvml = measure(step, warmup=max(bp.warmup - 1, 0), repeats=bp.repeats, device=device,
+                               telemetry=telemetry, items_per_call=size.train_batch)
     ips = rate_spread(stats, size.train_batch)
     return {"batch": size.train_batch, "s_per_iter": spread(stats.times_s), "images_per_s": ips,
-            "repeats": stats.repeats, "warmup": stats.warmup, "timer": stats.timer, "times_s": list(stats.times_s),
+            "repeats": stats.repeats, "warmup": stats.warmup + 1, "timer": stats.timer, "times_s": list(stats.times_s),
+            "first_step_s": first_s, "compile_s": None if compile == "none" else max(first_s - stats.median_s, 0.0),
             "memory": mem, **_nvml_fields(nvml, telemetry), **_mfu(flops_train, ips["median"], peak)}
 
 
@@ -217,11 +242,12 @@ def _per_step(cache: dict, kind: str, net, cfg, k: int, cfg_scale: float, common
 
 
 def bench_sample(net, cfg, setting: SampleSetting, batch: int, size: BenchSize, bp: BenchParams, device, dtype,
-                 telemetry: Telemetry, flops_fwd: int, peak: dict, cache: dict | None = None) -> dict:
+                 telemetry: Telemetry, flops_fwd: int, peak: dict, cache: dict | None = None,
+                 graphs: StepGraphs | None = None) -> dict:
     n, k = setting.num_steps, bp.sample_timed_steps
     cache = {} if cache is None else cache
     n_guided = guided_step_count(setting)
-    common = dict(batch=batch, resolution=size.resolution, device=device, dtype=dtype)
+    common = dict(batch=batch, resolution=size.resolution, device=device, dtype=dtype, graphs=graphs)
     warmup = min(bp.warmup, 1)  # a sampling run is many model calls: one untimed run warms every kernel
     nfe = 2 * n_guided + (n - n_guided)  # model evaluations per image (a guided step evaluates 2 rows)
     out: dict = {"batch": batch, "num_steps": n, "cfg_scale": setting.cfg_scale,
@@ -266,6 +292,8 @@ def bench_sample(net, cfg, setting: SampleSetting, batch: int, size: BenchSize, 
     out.update(s_per_image=spread([t / batch for t in totals]), images_per_s=ips, s_per_batch=per_batch,
                repeats=len(totals), memory=mem, **_nvml_fields(nvml, telemetry),
                **_mfu(flops_fwd * nfe, ips["median"], peak))
+    if graphs is not None:
+        out.update(cuda_graphs=graphs.captured, cuda_graphs_reason=graphs.fallback_reason)
     return out
 
 
@@ -285,17 +313,22 @@ def _guard(fn: Callable[[], dict], compile: bool) -> dict:
         return {"error": f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
 
-def resolve_peak(bp: BenchParams, device: torch.device, dtype: torch.dtype | None) -> dict:
+def resolve_peak(bp: BenchParams, device: torch.device, dtype: torch.dtype | None,
+                 nvml_info: dict | None = None) -> dict:
+    """The peak MFU is stated against: bench.peak_tflops, or the documented one of the GPU present (told apart
+    from boards of the same name by the maximum power limit in `nvml_info`, NvmlDevice.info())."""
     if dtype is not torch.bfloat16:
         return {"flops_per_s": None, "dtype": "bf16", "source": None,
                 "reason": "not measured: MFU is stated against a bf16 peak and this run is float32"}
     if bp.peak_tflops > 0:
         return {"flops_per_s": bp.peak_tflops * 1e12, "dtype": "bf16", "source": bp.peak_source, "reason": None}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    value, text = flopsmod.documented_peak(name)
+    max_power_w = (nvml_info or {}).get("power_max_limit_w")
+    value, text = flopsmod.documented_peak(name, max_power_w)
+    board = {"device_name": name, "power_max_limit_w": max_power_w}
     if value is None:
-        return {"flops_per_s": None, "dtype": "bf16", "source": None, "reason": text}
-    return {"flops_per_s": value, "dtype": "bf16", "source": text, "reason": None}
+        return {"flops_per_s": None, "dtype": "bf16", "source": None, "reason": text, **board}
+    return {"flops_per_s": value, "dtype": "bf16", "source": text, "reason": None, **board}
 
 
 def ratio_table(models: dict[str, dict], reference: str) -> dict:
@@ -337,14 +370,15 @@ def run_benchmark(specs: list[ModelSpec], bp: BenchParams, device: torch.device,
     say = progress or (lambda _msg: None)
     dtype = autocast_dtype(bp.precision, device)
     telemetry = telemetry or Telemetry(device, bp.nvml_interval_s)
-    peak = resolve_peak(bp, device, dtype)
+    peak = resolve_peak(bp, device, dtype, telemetry.info())
     reference = "baseline" if any(s.name == "baseline" for s in specs) else specs[-1].name
     cases: dict = {}
     for size in bp.sizes:
         counted = {s.name: (flopsmod.forward_flops_per_image(s.cfg, size.resolution),
                             flopsmod.train_flops_per_image(s.cfg, size.resolution)) for s in specs}
-        for compile in bp.compile:
-            case_id = f"{size.resolution}px/{'compiled' if compile else 'eager'}"
+        for mode in bp.compile:
+            compiled = mode != "none"
+            case_id = f"{size.resolution}px/{mode if compiled else 'eager'}"
             models: dict = {}
             for s in specs:
                 f_fwd, f_train = counted[s.name]
@@ -353,12 +387,15 @@ def run_benchmark(specs: list[ModelSpec], bp: BenchParams, device: torch.device,
                                "flops_per_image_fwd": f_fwd, "flops_per_image_train": f_train,
                                "flops_note": "FlopCounterMode, 2 FLOPs per multiply-add, denoiser only"}
                 say(f"{case_id} {s.name}: train step x{bp.repeats} at batch {size.train_batch}")
-                entry["train"] = _guard(lambda: bench_train(s, size, bp, device, dtype, compile, telemetry, f_train,
-                                                            peak), compile)
+                entry["train"] = _guard(lambda: bench_train(s, size, bp, device, dtype, mode, telemetry, f_train,
+                                                            peak), compiled)
                 torch.manual_seed(0)
                 net = build_model(s.cfg).to(device).eval()
                 entry["params"] = count_parameters(net)
-                model = torch.compile(net) if compile else net
+                if mode == "blocks":
+                    compilemod.compile_regions(net)
+                model = torch.compile(net, backend=compilemod.BACKEND) if mode == "full" else net
+                graphs = StepGraphs(model) if compiled else None
                 sample: dict = {}
                 step_cache: dict = {}
                 for setting in bp.sampling:
@@ -366,14 +403,14 @@ def run_benchmark(specs: list[ModelSpec], bp: BenchParams, device: torch.device,
                     for batch in sorted({1, size.sample_batch}):
                         say(f"{case_id} {s.name}: sampling {setting.name} at batch {batch}")
                         sample[setting.name][f"batch_{batch}"] = _guard(
-                            lambda m=model: bench_sample(m, s.cfg, setting, batch, size, bp, device, dtype, telemetry, f_fwd,
-                                                 peak, step_cache), compile)
+                            lambda m=model, gr=graphs: bench_sample(m, s.cfg, setting, batch, size, bp, device, dtype,
+                                                                    telemetry, f_fwd, peak, step_cache, gr), compiled)
                 entry["sample"] = sample
                 models[s.name] = entry
-                del net, model
+                del net, model, graphs
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-            cases[case_id] = {"resolution": size.resolution, "compile": compile, "train_batch": size.train_batch,
+            cases[case_id] = {"resolution": size.resolution, "compile": mode, "train_batch": size.train_batch,
                               "sample_batch": size.sample_batch, "models": models,
                               "ratios": ratio_table(models, reference)}
     return {"cases": cases, "peak": peak, "reference_model": reference, "nvml_device": telemetry.info(),

@@ -4,6 +4,7 @@ memory, NVML telemetry and energy, FLOPs and MFU -- stamped with the environment
     python -m deco_bench.stages.bench --out bench/results.json                 # params.yaml `bench:` (make repro)
     python -m deco_bench.stages.bench --profile-gpu-paper --out bench/recordings/h200-DATE.json \\
         --record-note "..."                                                     # DeCo-XL vs Baseline-XL, 256 + 512
+    python -m deco_bench.stages.bench --compile none,blocks,full ...            # train.compile modes side by side
 
 Timings depend on the machine, so dvc.yaml marks this stage `always_changed` (never restored from the
 run-cache). On CPU the GPU-only fields (CUDA allocator, NVML, MFU) are null with the reason.
@@ -26,6 +27,7 @@ from deco_bench.bench.runner import Telemetry, autocast_dtype, run_benchmark
 from deco_bench.config import to_dict
 from deco_bench.io import atomic_write_json
 from deco_bench.stages import _common
+from deco_bench.training.compile import MODES
 from deco_bench.training.distributed import resolve_device
 
 SCHEMA = "deco-bench/bench-results/1"
@@ -45,7 +47,17 @@ def run(args) -> None:
         specs, profile, scale = specs_from_params(p, bp), p.run.profile, p.run.scale
         device = resolve_device(args.device or p.run.device)
     if args.compile:
-        bp = dataclasses.replace(bp, compile={"off": (False,), "on": (True,), "both": (False, True)}[args.compile])
+        modes = tuple(m.strip() for m in args.compile.split(","))
+        if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+            raise cfgmod.ConfigError([("--compile", f"got {args.compile!r}; expected distinct modes out of "
+                                                    f"{', '.join(MODES)} separated by commas, e.g. none,blocks,full")])
+        bp = dataclasses.replace(bp, compile=modes)
+    if args.train_batch < 0:
+        raise cfgmod.ConfigError([("--train-batch", f"got {args.train_batch}; expected a batch >= 1 (0: the profile's)")])
+    if args.train_batch:
+        bp = dataclasses.replace(bp, sizes=tuple(dataclasses.replace(s, train_batch=args.train_batch) for s in bp.sizes))
+    if args.train_only:
+        bp = dataclasses.replace(bp, sampling=())
     if not bp.sizes:
         raise cfgmod.ConfigError([("--resolutions", f"{args.resolutions!r} matched no size of the profile")])
     check_sizes(specs, bp)
@@ -76,7 +88,10 @@ def main() -> None:
     ap.add_argument("--profile-gpu-paper", action="store_true",
                     help="DeCo-XL vs Baseline-XL at 256 and 512 (bench.params.paper_gpu_profile); ignores --params")
     ap.add_argument("--resolutions", default="", help="with --profile-gpu-paper: only these, e.g. 256")
-    ap.add_argument("--compile", choices=["off", "on", "both"], default=None, help="override bench.compile")
+    ap.add_argument("--compile", default="", help="override bench.compile: modes separated by commas, e.g. "
+                                                  "none,blocks,full")
+    ap.add_argument("--train-batch", type=int, default=0, help="override every size's train_batch (e.g. 64)")
+    ap.add_argument("--train-only", action="store_true", help="measure the train step only, no sampling")
     ap.add_argument("--record-note", default="", help="label a committed recording (bench/recordings/)")
     args = ap.parse_args()
     _common.main_wrapper(lambda: run(args))

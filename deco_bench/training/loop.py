@@ -10,6 +10,7 @@ uninterrupted one would be.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -26,21 +27,23 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deco_bench.config import ModelEntry, TrainParams
 from deco_bench.diffusion import losses, path
-from deco_bench.io import DecoBenchError, atomic_torch_save, atomic_write_text
+from deco_bench.io import DISK_FULL_ERRNOS, DecoBenchError, DiskSpaceError, atomic_torch_save, atomic_write_text
 from deco_bench.models.loading import load_weights_strict
 from deco_bench.training import checkpoint as ckpt
 from deco_bench.training.distributed import DistInfo, all_reduce_mean
 from deco_bench.training.ema import EMA
 from deco_bench.training.resume import LOG_NAME
-from deco_bench.training.step import DenoiserWithProjector, autocast, autocast_dtype, drop_labels, step_losses
-
-
-class NonFiniteLossError(DecoBenchError):
-    """The loss became NaN or Inf; training stopped and the last good checkpoint was kept."""
+from deco_bench.training.compile import prepare as prepare_compiled
+from deco_bench.training.step import DenoiserWithProjector, adamw, autocast, autocast_dtype, drop_labels
+from deco_bench.training.tally import NonFiniteLossError, StepTally  # noqa: F401 (NonFiniteLossError: re-exported)
 
 
 class Preempted(DecoBenchError):
-    """SIGTERM arrived; a checkpoint was written and the run stopped (re-run the same command to resume)."""
+    """SIGTERM or SIGINT (Ctrl-C) arrived; a checkpoint was written and the run stopped (re-run to resume)."""
+
+
+# A scheduler's pre-emption (SIGTERM) and Ctrl-C (SIGINT) both end the current step, write a checkpoint and stop.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -105,6 +108,24 @@ def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, raw
 
 
+def _ignore_ctrl_c(_worker_id: int) -> None:
+    """DataLoader workers share the terminal's process group: Ctrl-C must reach only the training process (which
+    checkpoints), not kill the workers it still needs to finish the step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _append_line(f, path: Path, line: str) -> None:
+    """One log line, flushed; a full disk is a DiskSpaceError (the lines after the last checkpoint are redone)."""
+    try:
+        f.write(line + "\n")
+        f.flush()
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise DiskSpaceError(f"{path}: the disk is full ({e.strerror}); the checkpoints written so far are "
+                                 f"intact: free some space and run the same command again to resume") from e
+        raise
+
+
 def train(
     net: nn.Module,
     dataset: Dataset,
@@ -148,7 +169,7 @@ def train(
     loss_weights = losses.LossWeights(freqfm=entry.freqfm_weight, repa=entry.repa_weight if use_repa else 0.0,
                                       freq_quality=entry.freqfm_quality, freq_gamma=entry.freqfm_gamma)
     ema = EMA(net, tp.ema_decay)
-    opt = torch.optim.AdamW(module.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2), weight_decay=tp.weight_decay)
+    opt = adamw(module.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2), weight_decay=tp.weight_decay, device=device)
 
     # ---- resume ---------------------------------------------------------------------------------------------
     start_step = 0
@@ -159,8 +180,13 @@ def train(
                 f"{out_dir / 'ckpt'} holds checkpoints of a different configuration (the parameters or model changed); "
                 f"delete that folder to start over, or restore the parameters to resume")
         load_weights_strict(module, state["module"], "checkpoint module weights")
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise ckpt.CorruptFileError(
+                f"{out_dir / 'ckpt'}: the newest checkpoint's EMA or optimiser state does not fit this model "
+                f"({type(e).__name__}: {' '.join(str(e).split())[:160]}); delete it to resume from the one before") from e
         start_step = int(state["step"])
         if start_step > tp.steps:  # resume.reconcile removes such points first; never report later weights
             raise DecoBenchError(
@@ -172,7 +198,10 @@ def train(
     if world > 1:
         train_module = nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None)
-    fwd = torch.compile(train_module) if tp.compile else train_module
+    fwd = train_module  # train.compile / activation_checkpointing: training/compile.py
+    objective = prepare_compiled(net, train_module, mode=tp.compile, activation_checkpointing=tp.activation_checkpointing,
+                                 input_shape=tuple(torch.as_tensor(dataset[0][0]).shape))
+    tally = StepTally(device)  # losses stay on the device until a log line or a checkpoint reads them
 
     # ---- log: keep only lines up to the resume step (a killed run may have logged past its checkpoint) -------
     log_path = out_dir / LOG_NAME
@@ -189,15 +218,17 @@ def train(
         atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in log_lines))
     log_f = open(log_path, "a") if dist_info.is_main else None
 
-    # ---- pre-emption: SIGTERM -> checkpoint at the end of the current step, then stop ----------------------
-    stop = {"flag": False}
-    old_handler = None
-    try:
-        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
-    except ValueError:  # not the main thread
-        pass
+    # ---- pre-emption: SIGTERM or Ctrl-C -> checkpoint at the end of the current step, then stop -------------
+    stop: dict[str, Any] = {"signal": None}
+    old_handlers: dict[int, Any] = {}
+    for sig in STOP_SIGNALS:
+        try:
+            old_handlers[sig] = signal.signal(sig, lambda signum, _frame: stop.__setitem__("signal", signum))
+        except ValueError:  # not the main thread
+            pass
 
     def save(step_done: int) -> None:
+        tally.check(rank=rank, lr=tp.lr, ckpt_dir=out_dir / "ckpt")
         if dist_info.is_main:
             ckpt.save_checkpoint(out_dir / "ckpt", step_done, {
                 "module": module.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "meta": meta,
@@ -210,7 +241,8 @@ def train(
     batches = iter(DataLoader(
         dataset, batch_sampler=_MicroBatches(seed, start_step, tp.steps, tp.global_batch, len(dataset), tp.grad_accum,
                                              world, rank),
-        collate_fn=_collate, num_workers=tp.num_workers, pin_memory=device.type == "cuda"))
+        collate_fn=_collate, num_workers=tp.num_workers, pin_memory=device.type == "cuda",
+        worker_init_fn=_ignore_ctrl_c if tp.num_workers else None))
     t_start = time.perf_counter()
     try:
         for step in range(start_step, tp.steps):
@@ -221,7 +253,7 @@ def train(
             keep = torch.rand(tp.global_batch, generator=g, device=device) >= entry.null_condition_p
             eps_all = torch.randn((tp.global_batch, *sample_shape), generator=g, device=device)
             opt.zero_grad(set_to_none=True)
-            sums: dict[str, float] = {}
+            tally.start_step()
             for a in range(tp.grad_accum):
                 sl = micro_slice(a, rank, world, micro)
                 x, y, raw = (v_.to(device, non_blocking=True) for v_ in next(batches))
@@ -231,18 +263,12 @@ def train(
                 sync = nullcontext() if (world == 1 or a == tp.grad_accum - 1) else train_module.no_sync()
                 with sync:
                     with autocast(device, autocast_dtype(tp.precision, device)):
-                        parts = step_losses(fwd, encoder if use_repa else None, x, y, raw, t, eps, loss_weights)
+                        parts = objective(fwd, encoder if use_repa else None, x, y, raw, t, eps, loss_weights)
                     loss = parts["loss"] / tp.grad_accum
-                    if not torch.isfinite(loss):
-                        bad = {k: float(v_.detach()) for k, v_ in parts.items()}
-                        raise NonFiniteLossError(
-                            f"non-finite loss at step {step + 1} (micro-batch {a}, rank {rank}): {bad}; "
-                            f"lr={tp.lr}; the last good checkpoint in {out_dir / 'ckpt'} was kept")
+                    tally.add(parts, step=step, micro=a, grad_accum=tp.grad_accum)
                     loss.backward()
-                for k, v_ in parts.items():
-                    sums[k] = sums.get(k, 0.0) + float(v_.detach()) / tp.grad_accum
             if tp.grad_clip > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(module.parameters(), tp.grad_clip))
+                grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), tp.grad_clip)  # read when logged
             else:
                 grad_norm = float("nan")
             opt.step()
@@ -251,34 +277,36 @@ def train(
 
             # ---- bookkeeping: logs, eval checkpoints, resume checkpoints ------------------------------------
             if done % tp.log_every == 0 or done == tp.steps:
-                reduced = {k: float(all_reduce_mean(torch.tensor(v_, device=device))) for k, v_ in sums.items()}
+                tally.check(rank=rank, lr=tp.lr, ckpt_dir=out_dir / "ckpt")
+                reduced = {k: float(all_reduce_mean(v_)) for k, v_ in tally.step_sums().items()}
                 dt = time.perf_counter() - t_step
                 rec = {"step": done, **reduced, "lr": tp.lr, "images_per_s": tp.global_batch / max(dt, 1e-9),
                        "images_seen": done * tp.global_batch,
                        "elapsed_s": elapsed_before + time.perf_counter() - t_start}
                 if tp.grad_clip > 0:
-                    rec["grad_norm"] = grad_norm
+                    rec["grad_norm"] = float(grad_norm)
                 if log_f is not None:
-                    log_f.write(json.dumps(rec) + "\n")
-                    log_f.flush()
+                    _append_line(log_f, log_path, json.dumps(rec))
                 log_lines.append(rec)
             if done in tp.eval_ckpt_steps and dist_info.is_main:
+                tally.check(rank=rank, lr=tp.lr, ckpt_dir=out_dir / "ckpt")
                 atomic_torch_save({"step": done, "ema": ema.state_dict(), "meta": meta},
                                   out_dir / "eval_ckpts" / ckpt.ckpt_name(done))
             if done % tp.ckpt_every == 0 or done == tp.steps:
                 save(done)
             if progress is not None:
                 progress(done, tp.steps)
-            if stop["flag"]:
+            if stop["signal"] is not None:
                 if done % tp.ckpt_every and done != tp.steps:
                     save(done)
-                raise Preempted(f"SIGTERM at step {done}: checkpoint written to {out_dir / 'ckpt'}; "
-                                f"re-run the same command to resume")
+                raise Preempted(f"{signal.Signals(stop['signal']).name} at step {done}: checkpoint written to "
+                                f"{out_dir / 'ckpt'}; re-run the same command to resume")
     finally:
         if log_f is not None:
-            log_f.close()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+            with contextlib.suppress(OSError):  # a full disk: the error that stopped the run is the one to show
+                log_f.close()
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
 
     if dist_info.is_main:
         atomic_torch_save({"step": tp.steps, "ema": ema.state_dict(), "meta": meta}, out_dir / "final.pt")

@@ -71,7 +71,17 @@ def test_device_wrapper_units_and_mig():
     assert isinstance(r["power_w"], NotAvailable) and "MIG" in r["power_w"].reason
     assert r["sm_clock_mhz"] == 1980.0
     assert isinstance(mig_dev.energy_mj(), NotAvailable)
-    assert mig_dev.info() == {"name": "NVIDIA H200", "driver": "550.54.15", "mig": True}
+    assert mig_dev.info() == {"name": "NVIDIA H200", "driver": "550.54.15", "mig": True, "power_limit_w": None,
+                              "power_default_limit_w": None, "power_max_limit_w": None}  # this fake has no limits
+
+
+def test_power_limits_in_watts_tell_boards_apart():
+    nv = fake_pynvml(mig=False)
+    nv.nvmlDeviceGetEnforcedPowerLimit = lambda h: 550_000  # milliwatts: lowered by the administrator
+    nv.nvmlDeviceGetPowerManagementDefaultLimit = lambda h: 600_000
+    nv.nvmlDeviceGetPowerManagementLimitConstraints = lambda h: (200_000, 600_000)
+    info = NvmlDevice(nv, handle=object(), index=0).info()
+    assert (info["power_limit_w"], info["power_default_limit_w"], info["power_max_limit_w"]) == (550.0, 600.0, 600.0)
 
 
 def test_cpu_telemetry_has_reason_and_no_sampler():

@@ -32,8 +32,8 @@ def params_file(tmp_path):
 
 
 def args(params: Path, out: Path, **kw) -> argparse.Namespace:
-    base = dict(params=str(params), out=out, device="cpu", profile_gpu_paper=False, resolutions="", compile=None,
-                record_note="")
+    base = dict(params=str(params), out=out, device="cpu", profile_gpu_paper=False, resolutions="", compile="",
+                record_note="", train_batch=0, train_only=False)
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -44,7 +44,7 @@ def test_stage_writes_result_with_fingerprint_and_null_gpu_fields(params_file, t
     bench.run(args(params_file, out))
     r = json.loads(out.read_text())
     env = r["env"]
-    assert env["device"] == "cpu" and env["dtype"] == "float32" and env["compile"] == [False]
+    assert env["device"] == "cpu" and env["dtype"] == "float32" and env["compile"] == ["none"]
     assert env["torch"] and env["hardware"]["torch_threads"] == 1 and "git_revision" in env
     assert env["driver"] is None
     case = r["cases"]["16px/eager"]
