@@ -21,9 +21,16 @@ import yaml
 
 from deco_bench.data.embedded import MAX_EMBEDDED_CLASSES
 from deco_bench.io import DecoBenchError
-from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES
+from deco_bench.metrics.api import EMBED_NAMES, INCEPTION_NAMES, MIN_IMAGES
 from deco_bench.models import PRESETS, ModelConfig, get_preset
 from deco_bench.metrics.weights import DINOV2_VITB14, INCEPTION, MANIFEST, RequiredFile, by_filename
+
+# Seeds are 32-bit: numpy's RandomState takes no more, and every seed derived from one (per step, per epoch, per
+# sample) then stays inside torch's 64-bit generator seed.
+MAX_SEED = 2**32 - 1
+# The largest image side accepted: 8x the paper's 512 (docs/paper.md §5), far beyond what fits one GPU's memory for
+# these models; it stops a typo such as 2**20 before a stage tries to allocate it.
+MAX_RESOLUTION = 4096
 
 # A model name is a folder name (runs/<name>) and part of DVC stage names (train@<name>): nothing path-like.
 MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -54,7 +61,7 @@ def _f(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float
 class RunParams:
     profile: str = _f("default", help="name of the profile these parameters came from")
     scale: Literal["embedded", "paper"] = _f("embedded", help="how the report labels every reproduced number")
-    seed: int = _f(0, lo=0)
+    seed: int = _f(0, lo=0, hi=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = _f("auto")
     nproc: int = _f(1, lo=1, help="processes per node for train/sample (torchrun when > 1)")
     nnodes: int = _f(1, lo=1)
@@ -65,7 +72,7 @@ class RunParams:
 class DataParams:
     source: Literal["embedded", "imagenet"] = _f("embedded")
     imagenet_root: str = _f("", help="ImageNet train folder (class sub-folders); empty: env DECO_IMAGENET")
-    resolution: int = _f(32, lo=8)
+    resolution: int = _f(32, lo=8, hi=MAX_RESOLUTION)
     num_classes: int = _f(8, lo=1)
     train_per_class: int = _f(128, lo=1, help="embedded: training crops per class")
     ref_per_class: int = _f(64, lo=1, help="embedded: held-out reference crops per class")
@@ -76,7 +83,7 @@ class DataParams:
 class ModelEntry:
     """One trained variant: a preset, architecture overrides and its loss recipe."""
     preset: str = _f()
-    arch: dict = _f({}, help="ModelConfig fields overriding the preset (ablations)")
+    arch: dict = _f({}, help="ModelConfig fields overriding the preset (ablations; prediction: x trains JiT+REPA)")
     label: str = _f("", help="how the report names this variant")
     freqfm_weight: float = _f(1.0, lo=0.0)
     freqfm_quality: int = _f(85, lo=1, hi=100)
@@ -85,6 +92,24 @@ class ModelEntry:
     null_condition_p: float = _f(0.1, lo=0.0, hi=1.0)
     init_from: str = _f("", help="EMA weights file (final.pt or an eval checkpoint) to start from instead of a "
                                  "random init, e.g. the 256 model for the 512 fine-tune; ignored when resuming")
+
+
+@dataclass(frozen=True)
+class ReleasedRow:
+    """One paper Table 2 row regenerated from a released official checkpoint: no training, the row's sampler."""
+    checkpoint: str = _f(help="the official .ckpt (Lightning state_dict: denoiser.*, ema_denoiser.*)")
+    preset: str = _f(help="the architecture the checkpoint must fit exactly (keys, shapes, parameter count)")
+    epochs: int = _f(lo=1, help="training epochs of the checkpoint: with the resolution, sampler and NFE it selects "
+                                "the paper row")
+    checkpoint_sha256: str = _f("", help="expected sha256; empty: none is published, it is hashed on first use and "
+                                         "recorded with every number")
+    weights: Literal["ema", "raw"] = _f("ema", help="ema: ema_denoiser.* (what the paper samples); raw: denoiser.*")
+    label: str = _f("", help="how the report names this row")
+    sampler: Literal["euler", "heun"] = _f("euler")
+    num_steps: int = _f(100, lo=1)
+    cfg_scale: float = _f(1.0, lo=0.0)
+    guidance_interval: list = _f([0.1, 1.0], help="[lo, hi]: CFG applies for lo < t <= hi (t = 1 is data)")
+    timeshift: float = _f(1.0, lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -104,7 +129,9 @@ class TrainParams:
     repa_encoder_weights: str = _f("", help="local DINOv2 ViT-B/14 weights file (dinov2-b14 only)")
     repa_align_layer: int = _f(8, lo=1)
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    compile: bool = _f(False)
+    compile: Literal["none", "blocks", "full"] = _f(
+        "none", help="none: eager; blocks: each DiT block and the pixel decoder compiled; full: the whole objective")
+    activation_checkpointing: bool = _f(False, help="recompute each DiT block's activations in backward (memory)")
     num_workers: int = _f(0, lo=0, help="DataLoader worker processes reading training images (0: in the main process)")
     ckpt_every: int = _f(100, lo=1)
     keep_last: int = _f(2, lo=1)
@@ -121,7 +148,7 @@ class SampleParams:
     cfg_scale: float = _f(1.0, lo=0.0)
     guidance_interval: list = _f([0.0, 1.0], help="[lo, hi]: CFG applies for lo < t <= hi (t = 1 is data)")
     timeshift: float = _f(1.0, lo=0.0, lo_open=True)
-    seed: int = _f(0, lo=0)
+    seed: int = _f(0, lo=0, hi=MAX_SEED)
     shard_size: int = _f(256, lo=1, help="images per resumable shard")
 
 
@@ -129,6 +156,8 @@ class SampleParams:
 class EvalParams:
     feature_space: Literal["embed", "inception"] = _f("embed")
     inception_weights: str = _f("", help="torch-fidelity Inception weights file (pt_inception-2015-12-05)")
+    inception_sha256: str = _f("manifest", help="sha256 the Inception weights must have: manifest (the published "
+                                                "one), a hash of a copy you trust, or none (tests with random weights)")
     reference: str = _f("", help="ADM reference batch (.npz); empty: the prepare stage's reference")
     bootstrap: int = _f(200, lo=0)
     batch_size: int = _f(50, lo=1)
@@ -141,7 +170,7 @@ class SpectrumParams:
     num_images: int = _f(32, lo=1, help="images per model (paper: 10K)")
     num_steps: int = _f(25, lo=1, help="Euler steps, every one analysed (paper: 100)")
     batch_size: int = _f(32, lo=1)
-    seed: int = _f(0, lo=0, help="noise seed: image i uses (seed, i), as the sample stage")
+    seed: int = _f(0, lo=0, hi=MAX_SEED, help="noise seed: image i uses (seed, i), as the sample stage")
     cut: int = _f(36, lo=1, hi=63, help="first zig-zag index of the high band (36: u + v >= 8)")
 
 
@@ -177,7 +206,7 @@ class ReportParams:
 @dataclass(frozen=True)
 class BenchSize:
     """One resolution with its training batch and its sampling throughput batch (sampling also runs at batch 1)."""
-    resolution: int = _f(32, lo=8)
+    resolution: int = _f(32, lo=8, hi=MAX_RESOLUTION)
     train_batch: int = _f(32, lo=1)
     sample_batch: int = _f(16, lo=1)
 
@@ -196,7 +225,7 @@ class BenchParams:
     models: tuple = _f(("deco", "baseline"), help="keys of `models`, measured side by side with fresh weights")
     sizes: tuple = _f((BenchSize(),), help="list of {resolution, train_batch, sample_batch}")
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", help="auto: bf16 autocast on CUDA, float32 on CPU")
-    compile: tuple = _f((False,), help="list of distinct booleans: [false] or [false, true]")
+    compile: tuple = _f(("none",), help="train.compile modes measured side by side, e.g. [none] or [none, blocks, full]")
     warmup: int = _f(2, lo=0)
     repeats: int = _f(5, lo=1)
     sampling: tuple = _f((SampleSetting(),), help="list of {name, num_steps, cfg_scale, guidance_interval}")
@@ -222,6 +251,7 @@ class Params:
     convergence: ConvergenceParams
     bench: BenchParams
     report: ReportParams
+    released: dict = dataclasses.field(default_factory=dict)  # name -> ReleasedRow (optional section)
 
     def model(self, name: str) -> ModelEntry:
         if name not in self.models:
@@ -295,7 +325,7 @@ def _values(cls: type, raw: Any, prefix: str, problems: list, required: bool = T
     field's default."""
     if not isinstance(raw, Mapping):
         problems.append((prefix, f"expected a mapping of keys, got {type(raw).__name__} {raw!r}"))
-        raw = {}
+        raw, required = {}, False  # one problem for the section, not one per key it lacks
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields), key=str)
@@ -344,12 +374,13 @@ def _build_bench(raw: Any, problems: list) -> BenchParams:
             or len(set(models)) != len(models):
         problems.append(("bench.models", f"got {models!r}; expected a non-empty list of distinct keys of `models`"))
         models = []
-    compile_ = raw.get("compile", [False])
-    if not (isinstance(compile_, list) and compile_ and all(isinstance(c, bool) for c in compile_)
+    compile_ = raw.get("compile", ["none"])
+    modes = typing.get_args(typing.get_type_hints(TrainParams)["compile"])
+    if not (isinstance(compile_, list) and compile_ and all(isinstance(c, str) and c in modes for c in compile_)
             and len(set(compile_)) == len(compile_)):
-        problems.append(("bench.compile", f"got {compile_!r}; expected a list of distinct booleans, e.g. [false] "
-                                          "or [false, true]"))
-        compile_ = [False]
+        problems.append(("bench.compile", f"got {compile_!r}; expected a list of distinct modes out of "
+                                          f"{', '.join(modes)}, e.g. [none] or [none, blocks, full]"))
+        compile_ = ["none"]
     sizes = _build_list(BenchSize, raw.get("sizes", []), "bench.sizes", problems,
                         "{resolution, train_batch, sample_batch}")
     if "sizes" in raw and not sizes and isinstance(raw["sizes"], list):
@@ -463,6 +494,18 @@ def _check_stage_sections(p: Params, ok, problems: list) -> None:
     if ok("sample.num_images", "data.num_classes") and p.sample.num_images < p.data.num_classes:
         problems.append(("sample.num_images", f"{p.sample.num_images} images cannot hold one of each of the "
                                               f"{p.data.num_classes} classes (data.num_classes)"))
+    # every metric needs MIN_IMAGES on each side (metrics/api.py): refused here, not after training
+    if ok("sample.num_images") and p.sample.num_images < MIN_IMAGES:
+        problems.append(("sample.num_images", f"{p.sample.num_images} images; every metric needs at least {MIN_IMAGES} "
+                                              f"(precision/recall use each image's 3rd nearest neighbour)"))
+    if ok("convergence.num_images") and p.convergence.num_images < MIN_IMAGES:
+        problems.append(("convergence.num_images", f"{p.convergence.num_images} images per checkpoint; every metric "
+                                                   f"needs at least {MIN_IMAGES}"))
+    if (ok("data.source", "data.ref_per_class", "data.num_classes") and p.data.source == "embedded"
+            and p.data.ref_per_class * p.data.num_classes < MIN_IMAGES):
+        problems.append(("data.ref_per_class", f"the embedded reference would hold {p.data.ref_per_class} x "
+                                               f"{p.data.num_classes} = {p.data.ref_per_class * p.data.num_classes} "
+                                               f"images; every metric needs at least {MIN_IMAGES}"))
     if ok("sample.num_images", "sample.shard_size") and p.sample.shard_size > p.sample.num_images:
         problems.append(("sample.shard_size", f"{p.sample.shard_size} is larger than sample.num_images "
                                               f"({p.sample.num_images})"))
@@ -498,8 +541,8 @@ def parse_params(raw: Any) -> Params:
     if not isinstance(raw, Mapping):
         raise ConfigError([("<root>", f"expected a mapping of sections, got {type(raw).__name__}")])
     known = set(_SECTIONS) | {"models", "bench"}
-    for k in sorted(set(raw) - known, key=str):
-        problems.append((str(k), f"unknown section; accepted: {', '.join(sorted(known))}"))
+    for k in sorted(set(raw) - known - {"released"}, key=str):
+        problems.append((str(k), f"unknown section; accepted: {', '.join(sorted(known | {'released'}))}"))
     for k in sorted(known - set(raw)):
         problems.append((k, "missing section (params.yaml holds every section; see experiments/default.yaml)"))
     sections = {name: _build(cls, raw.get(name, {}), name, problems) if name in raw else _build(cls, {}, name, [])
@@ -521,11 +564,48 @@ def parse_params(raw: Any) -> Params:
             # a model entry is a preset plus the keys it changes: the loss recipe keys default to the official
             # recipe (docs/paper.md §5.1)
             models[name] = _build(ModelEntry, entry, f"models.{name}", problems, required=False)
-    params = Params(models=models, bench=bench, **sections)
+    params = Params(models=models, bench=bench, released=_build_released(raw.get("released", {}), problems),
+                    **sections)
     _check_combinations(params, problems)
+    e = params.evaluate
+    if params.released and not (e.feature_space == "inception" and e.inception_weights and e.reference):
+        problems.append(("evaluate", "the released rows are scored with the ADM protocol: set "
+                                     "evaluate.feature_space: inception, evaluate.inception_weights and "
+                                     "evaluate.reference (see experiments/released-256.yaml)"))
     if problems:
         raise ConfigError(problems)
     return params
+
+
+def _build_released(raw: Any, problems: list) -> dict:
+    """`released`: row name -> ReleasedRow (absent or {} in every profile but the released-* ones)."""
+    if raw is None or raw == {}:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(("released", f"expected a mapping of row name -> {{checkpoint: ..., preset: ...}}, got {raw!r}"))
+        return {}
+    rows = {}
+    for name, entry in raw.items():
+        if not isinstance(name, str) or not MODEL_KEY.fullmatch(name) or name == "results":
+            problems.append((f"released.{name!r}", f"invalid row name: it becomes a folder and a stage name, so it "
+                                                   f"must match {MODEL_KEY.pattern} and not be 'results'"))
+            continue
+        if not isinstance(entry, Mapping):
+            problems.append((f"released.{name}", f"expected a mapping {{checkpoint: ..., preset: ..., epochs: ...}}, "
+                                                 f"got {entry!r}"))
+            continue
+        row = _build(ReleasedRow, entry, f"released.{name}", problems, required=False)
+        if row.preset is not None and row.preset not in PRESETS:
+            problems.append((f"released.{name}.preset", f"unknown preset {row.preset!r}; known: {', '.join(PRESETS)}"))
+        gi = row.guidance_interval
+        if not (isinstance(gi, list) and len(gi) == 2 and all(_is_number(v) for v in gi) and 0 <= gi[0] < gi[1] <= 1):
+            problems.append((f"released.{name}.guidance_interval", f"got {gi!r}; expected [lo, hi] with "
+                                                                   "0 <= lo < hi <= 1"))
+        sha = row.checkpoint_sha256
+        if sha and not re.fullmatch(r"[0-9a-f]{64}", str(sha)):
+            problems.append((f"released.{name}.checkpoint_sha256", "expected 64 lower-case hex digits, or empty"))
+        rows[name] = row
+    return rows
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -562,8 +642,13 @@ def read_yaml(path: str | os.PathLike) -> Any:
         return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except DuplicateKeyError as e:
         raise ConfigError([(str(path), str(e))]) from e
-    except (yaml.YAMLError, ValueError) as e:  # ValueError: e.g. an integer literal beyond Python's 4300 digits
-        raise ConfigError([(str(path), f"not valid YAML: {e}")]) from e
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: an integer beyond Python's 4300 digits
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(e, "problem", None) or " ".join(str(e).split())  # one line, whatever the YAML library says
+        raise ConfigError([(str(path), f"not valid YAML{where}: {what}")]) from e
+    except OSError as e:
+        raise ConfigError([(str(path), f"cannot be read: {e.strerror or e}")]) from e
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:
@@ -594,6 +679,10 @@ def required_files(params: Params) -> list[RequiredFile]:
                                     "a deco-bench EMA checkpoint of an earlier run of your own (runs/<model>/final.pt "
                                     "or runs/<model>/eval_ckpts/step_*.pt), not a download; see the profile's "
                                     "comments"))
+    for name, row in params.released.items():
+        entry = by_filename(Path(row.checkpoint).name)
+        out.append(RequiredFile(f"released.{name}.checkpoint", Path(row.checkpoint), entry,
+                                "" if entry else "an official-format checkpoint of your own"))
     e = params.evaluate
     if e.inception_weights:
         out.append(RequiredFile("evaluate.inception_weights", Path(e.inception_weights), MANIFEST[INCEPTION]))

@@ -269,7 +269,10 @@ def _schema_key(key: str, model_names: set[str]) -> bool:
 
     parts = key.split(".")
     if len(parts) == 1:
-        return key in SECTION_CLASSES or key == "models"
+        return key in SECTION_CLASSES or key in ("models", "released")
+    if parts[0] == "released":  # released.<row> or released.<row>.<field>
+        from deco_bench.config import ReleasedRow
+        return len(parts) == 2 or (len(parts) == 3 and parts[2] in {f.name for f in dataclasses.fields(ReleasedRow)})
     if parts[0] == "bench" and len(parts) == 3:  # bench.sizes[i].resolution, bench.sampling[i].name
         item = {"sizes": BenchSize, "sampling": SampleSetting}.get(parts[1].split("[")[0])
         return item is not None and parts[1].endswith("]") and parts[2] in {f.name for f in dataclasses.fields(item)}

@@ -41,7 +41,7 @@ def _declared_outputs(repo: Path) -> tuple[list[Path], list[Path]]:
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for name, stage in dvc_yaml["stages"].items():
-        keys = list(params["models"]) if "foreach" in stage else [None]
+        keys = list(params[stage["foreach"][2:-1]] or {}) if "foreach" in stage else [None]  # ${models}, ...
         body = stage.get("do", stage)
         for key in keys:
             for entry in body.get("metrics", []):
@@ -50,9 +50,8 @@ def _declared_outputs(repo: Path) -> tuple[list[Path], list[Path]]:
     return outs, metrics
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+def copy_repository(repo: Path) -> Path:
+    """The repository's tracked files (but dvc.lock) and the working tree's package, copied to `repo`."""
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True).stdout
     for rel in filter(None, tracked.split("\0")):
         if rel == "dvc.lock":  # a fresh pipeline: the lock of the repository's own run describes another profile
@@ -63,6 +62,12 @@ def pipeline(tmp_path_factory) -> Path:
     # the working tree's package (it may hold uncommitted edits while developing)
     shutil.copytree(REPO / "deco_bench", repo / "deco_bench", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
+    return repo
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Path:
+    repo = copy_repository(tmp_path_factory.mktemp("pipeline") / "repo")
     _run([sys.executable, "-m", "deco_bench.tools.cli", "profile", "use", "smoke"], repo)
     _run(["git", "init", "-q"], repo)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], repo)

@@ -13,11 +13,11 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 
-from deco_bench.io import CorruptFileError, DecoBenchError, MissingFileError, atomic_savez, load_npz
+from deco_bench.io import CorruptFileError, DecoBenchError, MissingFileError, atomic_path, atomic_savez, load_npz
 from deco_bench.metrics.frechet import FeatureStats
 
 IMAGES_KEY = "arr_0"
@@ -149,3 +149,31 @@ def write_reference(path: str | os.PathLike, pool: FeatureStats, spatial: Featur
         check_images(images, "reference images")
         arrays[IMAGES_KEY] = images
     atomic_savez(path, **arrays)
+
+
+def write_images_streaming(path: str | os.PathLike, parts: Iterable[np.ndarray], shape: tuple[int, ...],
+                           **extra: np.ndarray) -> None:
+    """Write an ADM sample batch whose `arr_0` (uint8, `shape`) arrives in parts: one part in memory at a time.
+
+    The file is an ordinary uncompressed .npz (np.load, ADM's evaluator and `iter_image_batches` read it); `extra`
+    arrays (labels, train_step) follow arr_0. Written through a temporary file, so a kill or a full disk never
+    leaves a partial batch under `path`.
+    """
+    shape = tuple(int(d) for d in shape)
+    written = 0
+    with atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zf.open(f"{IMAGES_KEY}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_2_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                                     "fortran_order": False, "shape": shape})
+            for part in parts:
+                check_images(part, f"{path}: part at image {written}")
+                if tuple(part.shape[1:]) != shape[1:]:
+                    raise SampleFormatError(f"{path}: part at image {written} has shape {part.shape}, expected "
+                                            f"(*, {', '.join(map(str, shape[1:]))})")
+                f.write(np.ascontiguousarray(part).tobytes())
+                written += part.shape[0]
+        if written != shape[0]:
+            raise CorruptFileError(f"{path}: {written} images were written, {shape[0]} announced")
+        for key, value in extra.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)

@@ -36,6 +36,10 @@ FD_EMBED, IS_EMBED, PRECISION_EMBED, RECALL_EMBED, KID_EMBED = (
     "fd_embed", "is_embed", "precision_embed", "recall_embed", "kid_embed")
 FD_DINOV2 = "fd_dinov2"
 LOWER_IS_BETTER = {FID, SFID, KID, FD_EMBED, KID_EMBED, FD_DINOV2}
+# The fewest images every metric can be computed on, on each side: precision/recall take each point's k-th nearest
+# neighbour within its own set (k = ADM_K = 3, the point itself not counted), so a set needs k + 1 images; the FD
+# covariance and KID's unbiased estimate need 2. A smaller set is refused by name before any extraction.
+MIN_IMAGES = ADM_K + 1
 BOOTSTRAP_KID_SUBSETS = 10  # per replicate: KID over 100 subsets x 200 replicates would cost more than extraction
 
 
@@ -76,7 +80,10 @@ def compute_all(samples: dict[str, np.ndarray], ref: Reference, *, names: Metric
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     metrics, skipped, fns = {}, {}, {}
-    pool = samples["pool"]
+    pool = samples.get("pool")
+    _check_count("the sample set", 0 if pool is None else len(pool))
+    if ref.pool_features is not None:
+        _check_count("the reference", len(ref.pool_features))
     metrics[names.fd] = frechet_distance(*_mu_sigma(pool), ref.pool.mu, ref.pool.sigma)
     fns[names.fd] = _fd_replicate(pool, ref.pool, device)
     if names.sfd is not None:
@@ -106,6 +113,12 @@ def compute_all(samples: dict[str, np.ndarray], ref: Reference, *, names: Metric
     ci = {k: list(bs.percentile_interval(v)) for k, v in replicates.items() if v}
     return {"metrics": metrics, "ci": ci, "bootstrap": {k: v for k, v in replicates.items() if v},
             "skipped": skipped}
+
+
+def _check_count(what: str, n: int) -> None:
+    if n < MIN_IMAGES:
+        raise TooFewImagesError(f"{what} has {n} image(s); every metric needs at least {MIN_IMAGES} on each side "
+                                f"(precision/recall use each image's {ADM_K}rd nearest neighbour)")
 
 
 def _mu_sigma(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +226,11 @@ def check_sample_set(samples_npz, reference_npz, num_images: int, *, resolution:
                      allow_subset: bool = False) -> None:
     """Header-only checks of a sample set against what is asked, before any feature is extracted."""
     shape, _ = adm_npz.array_info(samples_npz)
-    available = int(shape[0])
+    available = int(shape[0]) if len(shape) else 0
+    if num_images < MIN_IMAGES:
+        raise TooFewImagesError(f"{samples_npz}: {num_images} image(s) requested; every metric needs at least "
+                                f"{MIN_IMAGES} (precision/recall use each image's {ADM_K}rd nearest neighbour): ask "
+                                f"for more (sample.num_images, convergence.num_images)")
     if available < num_images:
         raise TooFewImagesError(f"{samples_npz}: holds {available} images, {num_images} were requested; "
                                 "refusing to report metrics on fewer images than requested")
@@ -229,6 +246,10 @@ def check_sample_set(samples_npz, reference_npz, num_images: int, *, resolution:
                                      f"{resolution}x{resolution}")
     if adm_npz.has_array(reference_npz, adm_npz.IMAGES_KEY):
         ref_shape, _ = adm_npz.array_info(reference_npz)
+        if not ref_shape or ref_shape[0] < MIN_IMAGES:
+            raise TooFewImagesError(f"{reference_npz}: the reference holds {ref_shape[0] if ref_shape else 0} "
+                                    f"image(s); every metric needs at least {MIN_IMAGES} (data.ref_per_class x "
+                                    f"data.num_classes for the embedded reference)")
         ref_size = tuple(int(d) for d in ref_shape[1:3])
         if len(ref_shape) == 4 and ref_size != size:
             raise SampleSetMismatchError(f"{samples_npz}: images are {size[0]}x{size[1]}, the reference "

@@ -35,6 +35,11 @@ _ADM_NO_HASH = ("OpenAI publishes no sha256 for the ADM reference batches, so on
                 "prepare stage records the sha256 of the copy it found in data/info.json")
 
 
+_DECO_NO_HASH = ("the DeCo authors publish no sha256 for their checkpoints, so only its presence is checked; the "
+                 "sample stage records the sha256 of the copy it loaded beside every number (pin it with "
+                 "released.<row>.checkpoint_sha256)")
+
+
 class UnpinnedWeightsError(ChecksumError):
     """A file that executes code when loaded (TorchScript) has no sha256 to check it against: it is not loaded."""
 
@@ -65,15 +70,14 @@ MANIFEST: dict[str, WeightsEntry] = {e.name: e for e in (
                  "FID/sFID/IS/precision/recall/KID (ADM protocol)",
                  same_bytes_as="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (https://github.com/mseitzer/"
                                "pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth)"),
-    # TorchScript file used by clean-fid's legacy_tensorflow mode (cross-check backend only). TorchScript is code
-    # and no sha256 is published for it, so resolve() refuses it unless the caller passes the sha256 of a copy
-    # they trust.
-    WeightsEntry(INCEPTION_CLEANFID, "inception-2015-12-05.pt", None,
+    # TorchScript file used by clean-fid's legacy_tensorflow mode (cross-check backend only). TorchScript is code,
+    # so it is loaded only when its sha256 is this one. NVIDIA's page gives no hash; this is the value that
+    # third-party code pins for exactly this URL (crowsonkb/k-diffusion, k_diffusion/evaluation.py, which downloads
+    # it for clean-fid's InceptionV3W), and other public projects record the same value for the file.
+    WeightsEntry(INCEPTION_CLEANFID, "inception-2015-12-05.pt",
+                 "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
                  "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
-                 None, "clean-fid legacy_tensorflow cross-check",
-                 no_hash_reason="NVIDIA publishes no sha256 for it, so it is loaded only with the sha256 of a copy "
-                                "you trust (weights_sha256=... / --sha256)",
-                 executes_code=True),
+                 None, "clean-fid legacy_tensorflow cross-check", executes_code=True),
     WeightsEntry(DINOV2_VITL14, "dinov2_vitl14_pretrain.pth",
                  "d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",
                  "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth", 1217586395,
@@ -91,6 +95,13 @@ MANIFEST: dict[str, WeightsEntry] = {e.name: e for e in (
                  "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/512/"
                  "VIRTUAL_imagenet512.npz", None, "ADM reference batch, ImageNet 512x512",
                  no_hash_reason=_ADM_NO_HASH),
+    # DeCo's released checkpoints (the official README's table; docs/paper.md §1.4). Lightning files holding the raw
+    # (denoiser.*) and EMA (ema_denoiser.*) weights; read weights-only, never unpickled as code.
+    *(WeightsEntry(f"deco-xl-{data}-epoch{epoch}", f"{data}_epoch{epoch}.ckpt", None,
+                   f"https://huggingface.co/zehongma/DeCo (file {data}_epoch{epoch}.ckpt)", None,
+                   f"DeCo-XL/16 released checkpoint, {data.replace('imagenet', 'ImageNet ')}, {epoch} epochs",
+                   no_hash_reason=_DECO_NO_HASH)
+      for data, epoch in (("imagenet256", 320), ("imagenet256", 600), ("imagenet256", 800), ("imagenet512", 340))),
 )}
 
 _FROM_MANIFEST = "manifest"

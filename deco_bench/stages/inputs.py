@@ -3,8 +3,9 @@
 DVC tracks the files dvc.yaml lists; a file named by a parameter (`evaluate.reference`, `evaluate.inception_weights`,
 `models.<m>.init_from`, `train.repa_encoder_weights`) could be replaced behind its back and the old results would
 stay. This stage runs on every `dvc repro` (it is cheap: a hash is remembered per path, size and modification time)
-and writes one small JSON per reader into inputs/: `train-<model>.json` and `evaluate.json`. Each stage that reads
-such a file depends on its JSON, so it re-runs exactly when the content of one of its files changed.
+and writes one small JSON per reader into inputs/: `train-<model>.json`, `released-<row>.json` and
+`evaluate.json`. Each stage that reads such a file depends on its JSON, so it re-runs exactly when the content
+of one of its files changed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def consumers(p: Params) -> dict[str, dict]:
     out = {f"train-{name}.json": {f"models.{name}.init_from": describe(p.model(name).init_from),
                                   "train.repa_encoder_weights": describe(p.train.repa_encoder_weights)}
            for name in p.models}
+    for name, row in p.released.items():
+        out[f"released-{name}.json"] = {f"released.{name}.checkpoint": describe(row.checkpoint)}
     out["evaluate.json"] = {"evaluate.reference": describe(p.evaluate.reference),
                             "evaluate.inception_weights": describe(p.evaluate.inception_weights)}
     return out

@@ -11,7 +11,7 @@ import torch
 from deco_bench import profiles
 from deco_bench.config import ConfigError, load_params, required_files
 from deco_bench.io import DecoBenchError, sha256_cached
-from deco_bench.metrics.weights import verify_all
+from deco_bench.metrics.weights import check_files, verify_all
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -49,6 +49,44 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(args: argparse.Namespace) -> int:
+    """Every file the parameters (or a profile) name: where it goes, where to get it, present and correct or not."""
+    p = profiles.load_profile(args.profile) if args.profile else load_params(args.params)
+    files = required_files(p)
+    source = f"profile {args.profile!r}" if args.profile else args.params
+    if not files:
+        print(f"{source} names no weights, reference, checkpoint or init_from file")
+        return 0
+    verify = args.action == "verify"
+    checks = check_files(files, hasher=sha256_cached) if verify else None
+    bad = 0
+    print(f"{source}: {len(files)} file(s)")
+    for i, f in enumerate(files):
+        entry = f.entry
+        present = f.path.is_file()
+        if verify:
+            problem = checks[i].problem
+            bad += problem is not None
+            if problem is not None:
+                state = f"PROBLEM: {str(problem).splitlines()[0]}"
+            elif entry is not None and entry.sha256:
+                state = "present, sha256 matches the published one"
+            else:
+                state = f"present, sha256 {checks[i].sha256 or sha256_cached(f.path)} (none published: recorded)"
+        else:
+            state = "present" if present else "MISSING"
+            bad += not present
+        print(f"- {f.param}: {f.path} [{state}]")
+        if entry is not None:
+            print(f"    {entry.note}; get it from {entry.url}"
+                  + (f"; published sha256 {entry.sha256}" if entry.sha256 else f"; {entry.no_hash_reason}"))
+        elif f.what:
+            print(f"    {f.what}")
+    if bad:
+        print(f"{bad} file(s) missing or wrong" + ("" if verify else " (`deco-bench weights verify` checks hashes)"))
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="deco-bench", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -62,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="also check that every weights/reference/init_from file the parameters name is present and "
                          "has its published sha256")
     ck.set_defaults(fn=_check)
+    wt = sub.add_parser("weights", help="list (presence) or verify (sha256) every weights, reference and checkpoint "
+                                        "file the parameters or a profile need, with where to get each")
+    wt.add_argument("action", choices=["list", "verify"])
+    wt.add_argument("--profile", default=None, help="a profile of experiments/ (default: the active params.yaml)")
+    wt.add_argument("--params", default="params.yaml")
+    wt.set_defaults(fn=_weights)
     gt = sub.add_parser("gate", help="compare a benchmark result with a baseline; exit 1 on a regression",
                         add_help=False)
     gt.set_defaults(fn=None, module="deco_bench.tools.gate")

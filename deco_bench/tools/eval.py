@@ -60,13 +60,13 @@ class _Progress:
 
 
 def _check_samples(path: Path) -> int:
-    """Header checks (layout, dtype, at least 2 images) before the Inception network is even built."""
+    """Header checks (layout, dtype, at least MIN_IMAGES images) before the Inception network is even built."""
     shape, dtype = adm_npz.array_info(path)
     n = int(shape[0]) if len(shape) else 0
     if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 3:
         next(adm_npz.iter_image_batches(path, 64), None)  # raises SampleFormatError, with values for float data
-    if n < 2:
-        raise adm_npz.TooFewImagesError(f"{path}: holds {n} image(s); FID and IS need at least 2")
+    if n < api.MIN_IMAGES:
+        raise adm_npz.TooFewImagesError(f"{path}: holds {n} image(s); every metric needs at least {api.MIN_IMAGES}")
     return n
 
 
