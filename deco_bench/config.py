@@ -76,6 +76,7 @@ class DataParams:
     num_classes: int = _f(8, lo=1)
     train_per_class: int = _f(128, lo=1, help="embedded: training crops per class")
     ref_per_class: int = _f(64, lo=1, help="embedded: held-out reference crops per class")
+    crop_scale: list = _f([0.35, 0.9], help="embedded: [lo, hi] crop side as a fraction of the photograph's short side")
     on_bad_image: Literal["skip", "fail"] = _f("skip")
 
 
@@ -118,6 +119,9 @@ class TrainParams:
     global_batch: int = _f(32, lo=1)
     grad_accum: int = _f(1, lo=1)
     lr: float = _f(1e-4, lo=0.0, lo_open=True)
+    lr_warmup: int = _f(0, lo=0, help="steps of linear warm-up from lr / lr_warmup to lr (0: none, the paper's)")
+    lr_schedule: Literal["constant", "cosine"] = _f(
+        "constant", help="after warm-up: constant (the paper's), or cosine decay to 0 at train.steps")
     weight_decay: float = _f(0.0, lo=0.0)
     beta1: float = _f(0.9, lo=0.0, hi=1.0)
     beta2: float = _f(0.999, lo=0.0, hi=1.0)
@@ -465,6 +469,13 @@ def _check_combinations(p: Params, problems: list) -> None:
         if p.train.global_batch % (world * p.train.grad_accum):
             problems.append(("train.global_batch", f"{p.train.global_batch} is not divisible by processes x "
                                                    f"grad_accum = {world} x {p.train.grad_accum}"))
+    cs = p.data.crop_scale
+    if ok("data.crop_scale") and not (len(cs) == 2 and all(_is_number(v) for v in cs) and 0 < cs[0] <= cs[1] <= 1):
+        problems.append(("data.crop_scale", f"got {cs!r}; expected [lo, hi] with 0 < lo <= hi <= 1 (the crop side "
+                                            "as a fraction of the photograph's short side)"))
+    if ok("train.lr_warmup", "train.steps") and p.train.lr_warmup > p.train.steps:
+        problems.append(("train.lr_warmup", f"{p.train.lr_warmup} warm-up steps, but train.steps is "
+                                            f"{p.train.steps}"))
     gi = p.sample.guidance_interval
     if not ok("sample.guidance_interval"):
         pass

@@ -39,7 +39,7 @@ MAX_EMBEDDED_CLASSES = len(EMBEDDED_PHOTOS)
 
 CROP_FRACTION_RANGE = (0.35, 0.90)  # crop side as a fraction of the photograph's short side
 REDUCING_GAP = 3.0  # PIL resize: box pre-reduction, then bicubic (see _random_crop)
-TRAIN_SPLIT, REF_SPLIT = 0, 1  # part of the random key: the two splits never share a generator
+TRAIN_SPLIT, REF_SPLIT, HELDOUT_SPLIT = 0, 1, 2  # part of the random key: splits never share a generator
 
 
 @dataclass
@@ -74,10 +74,11 @@ def load_photo(name: str) -> np.ndarray:
     return photo
 
 
-def _random_crop(photo: Image.Image, rng: np.random.Generator, resolution: int) -> np.ndarray:
+def _random_crop(photo: Image.Image, rng: np.random.Generator, resolution: int,
+                 crop_fraction: tuple[float, float] = CROP_FRACTION_RANGE) -> np.ndarray:
     width, height = photo.size
     short_side = min(width, height)
-    lo, hi = CROP_FRACTION_RANGE
+    lo, hi = crop_fraction
     side = int(rng.integers(round(lo * short_side), round(hi * short_side) + 1))
     left = int(rng.integers(0, width - side + 1))
     top = int(rng.integers(0, height - side + 1))
@@ -93,19 +94,21 @@ def _random_crop(photo: Image.Image, rng: np.random.Generator, resolution: int) 
 
 
 def _build_split(
-    photos: list[Image.Image], split: int, per_class: int, resolution: int, seed: int
+    photos: list[Image.Image], split: int, per_class: int, resolution: int, seed: int,
+    crop_fraction: tuple[float, float] = CROP_FRACTION_RANGE,
 ) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(photos) * per_class, resolution, resolution, 3), dtype=np.uint8)
     for label, photo in enumerate(photos):
         for i in range(per_class):
             rng = np.random.default_rng([seed, split, label, i])
-            images[label * per_class + i] = _random_crop(photo, rng, resolution)
+            images[label * per_class + i] = _random_crop(photo, rng, resolution, crop_fraction)
     labels = np.repeat(np.arange(len(photos), dtype=np.int64), per_class)
     return images, labels
 
 
 def build_embedded_dataset(
-    *, resolution: int = 32, num_classes: int = 8, train_per_class: int = 128, ref_per_class: int = 64, seed: int = 0
+    *, resolution: int = 32, num_classes: int = 8, train_per_class: int = 128, ref_per_class: int = 64, seed: int = 0,
+    crop_fraction: tuple[float, float] = CROP_FRACTION_RANGE,
 ) -> EmbeddedDataset:
     """Deterministic train and reference crops of the first `num_classes` photographs in `EMBEDDED_PHOTOS`."""
     if not 1 <= num_classes <= MAX_EMBEDDED_CLASSES:
@@ -119,11 +122,26 @@ def build_embedded_dataset(
             raise ValueError(f"{key} = {value}: must be a positive integer")
     if seed < 0:
         raise ValueError(f"seed = {seed}: must be >= 0")
+    lo, hi = crop_fraction
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"data.crop_scale = {list(crop_fraction)}: must be [lo, hi] with 0 < lo <= hi <= 1")
     names = list(EMBEDDED_PHOTOS[:num_classes])
     photos = [Image.fromarray(load_photo(name)) for name in names]
-    train_images, train_labels = _build_split(photos, TRAIN_SPLIT, train_per_class, resolution, seed)
-    ref_images, ref_labels = _build_split(photos, REF_SPLIT, ref_per_class, resolution, seed)
+    train_images, train_labels = _build_split(photos, TRAIN_SPLIT, train_per_class, resolution, seed, crop_fraction)
+    ref_images, ref_labels = _build_split(photos, REF_SPLIT, ref_per_class, resolution, seed, crop_fraction)
     return EmbeddedDataset(train_images, train_labels, ref_images, ref_labels, names)
+
+
+def build_heldout_split(*, resolution: int, num_classes: int, num_images: int, seed: int = 0,
+                        crop_fraction: tuple[float, float] = CROP_FRACTION_RANGE) -> tuple[np.ndarray, np.ndarray]:
+    """`num_images` real crops that neither the models nor the evaluation network train on, nor the reference
+    holds: image i has class i mod num_classes, like a sample set, so the two are scored alike (the floor of FD
+    and the ceiling of class accuracy)."""
+    photos = [Image.fromarray(load_photo(name)) for name in EMBEDDED_PHOTOS[:num_classes]]
+    per_class = -(-num_images // num_classes)
+    images, labels = _build_split(photos, HELDOUT_SPLIT, per_class, resolution, seed, crop_fraction)
+    order = np.argsort(np.arange(len(labels)) % per_class * num_classes + labels, kind="stable")[:num_images]
+    return images[order], labels[order]
 
 
 class ArrayDataset(torch.utils.data.Dataset):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deco_bench.io import DecoBenchError
+from deco_bench.io import DecoBenchError, load_npz
 from deco_bench.metrics import adm_npz, weights
 from deco_bench.metrics import bootstrap as bs
 from deco_bench.metrics.adm_npz import TooFewImagesError
@@ -35,6 +35,9 @@ FID, SFID, IS, PRECISION, RECALL, KID = "fid", "sfid", "is", "precision", "recal
 FD_EMBED, IS_EMBED, PRECISION_EMBED, RECALL_EMBED, KID_EMBED = (
     "fd_embed", "is_embed", "precision_embed", "recall_embed", "kid_embed")
 FD_DINOV2 = "fd_dinov2"
+# The fraction of samples of class c that the evaluation network assigns to c (embedded feature space: its logits
+# are the data's classes). Higher is better; the same network's accuracy on held-out real images is its ceiling.
+CLASS_ACCURACY = "class_accuracy"
 LOWER_IS_BETTER = {FID, SFID, KID, FD_EMBED, KID_EMBED, FD_DINOV2}
 # The fewest images every metric can be computed on, on each side: precision/recall take each point's k-th nearest
 # neighbour within its own set (k = ADM_K = 3, the point itself not counted), so a set needs k + 1 images; the FD
@@ -51,10 +54,11 @@ class MetricNames:
     precision: str
     recall: str
     kid: str
+    class_acc: str | None = None  # only where the feature network's logits are the samples' classes
 
 
 INCEPTION_NAMES = MetricNames(FID, SFID, IS, PRECISION, RECALL, KID)
-EMBED_NAMES = MetricNames(FD_EMBED, None, IS_EMBED, PRECISION_EMBED, RECALL_EMBED, KID_EMBED)
+EMBED_NAMES = MetricNames(FD_EMBED, None, IS_EMBED, PRECISION_EMBED, RECALL_EMBED, KID_EMBED, CLASS_ACCURACY)
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,10 @@ def _stats_on(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def compute_all(samples: dict[str, np.ndarray], ref: Reference, *, names: MetricNames, bootstrap: int = 0,
                 seed: int = 0, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
-                is_split_size: int = ADM_SPLIT_SIZE, device: str | None = None) -> dict:
+                is_split_size: int = ADM_SPLIT_SIZE, device: str | None = None,
+                labels: np.ndarray | None = None) -> dict:
     """Every metric from sample features {'pool', 'logits'[, 'spatial']} against `ref`; optional bootstrap.
+    With `labels` (the class each sample was drawn for) and names.class_acc, also the class accuracy.
 
     Returns {"metrics": {key: float}, "ci": {key: [lo, hi]}, "bootstrap": {key: [replicates]},
     "skipped": {key: reason}}.
@@ -105,6 +111,10 @@ def compute_all(samples: dict[str, np.ndarray], ref: Reference, *, names: Metric
     else:
         for key in (names.precision, names.recall, names.kid):
             skipped[key] = "the reference file holds statistics only (no arr_0 images)"
+    if names.class_acc is not None and labels is not None:
+        hit = (np.asarray(samples["logits"]).argmax(axis=1) == np.asarray(labels)[:len(samples["logits"])])
+        metrics[names.class_acc] = float(hit.mean())
+        fns[names.class_acc] = lambda idx: float(hit[idx].mean())
     replicates: dict[str, list[float]] = {k: [] for k in fns}
     if bootstrap > 0:
         for idx in bs.resample_indices(pool.shape[0], bootstrap, seed):
@@ -206,7 +216,10 @@ def evaluate_samples(samples_npz: str | os.PathLike, reference_npz: str | os.Pat
     samples = extract_npz(samples_npz, extractor, num_images=num_images_expected, batch_size=batch_size,
                           cache_dir=cache_dir)
     ref = reference_from_npz(reference_npz, extractor, batch_size=batch_size, cache_dir=cache_dir)
-    out = compute_all(samples, ref, names=names, bootstrap=bootstrap, seed=seed)
+    labels = None
+    if adm_npz.has_array(samples_npz, "labels"):
+        labels = load_npz(samples_npz, ["labels"])["labels"].reshape(-1)[:num_images_expected]
+    out = compute_all(samples, ref, names=names, bootstrap=bootstrap, seed=seed, labels=labels)
     extra = {}
     if dino is not None:
         _add_fd_dinov2(out, samples_npz, reference_npz, dino, num_images=num_images_expected, bootstrap=bootstrap,

@@ -43,7 +43,7 @@ SECTION_FILES = {"pairs": ("evaluate", "metrics/<model>.json"), "ablation": ("ab
                  "convergence": ("convergence", f"{PATHS['curves']} / {PATHS['speedup']}"),
                  "spectrum": ("spectrum", PATHS["spectrum"]),
                  "bench": ("bench", f"{PATHS['bench']} / {PATHS['bench_recordings']}/*.json"),
-                 "samples": ("sample", "previews/<model>.npz / data/info.json")}
+                 "samples": ("sample", "previews/<model>.npz / data/info.json / metrics/evalnet/real.json")}
 SHAPE_ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, ZeroDivisionError, OverflowError)
 
 
@@ -84,6 +84,8 @@ def build_context(inputs: dict, *, tolerance: dict | None = None, generated_at: 
         "bench": _section("bench", errors, lambda: bench_section(inputs.get("bench"),
                                                                  inputs.get("bench_recordings") or [], colors)),
         "samples": _section("samples", errors, lambda: samples_section(inputs.get("grids") or {}, models,
-                                                                       inputs.get("data_info"))),
+                                                                       inputs.get("data_info"), inputs.get("real"),
+                                                                       inputs.get("models"),
+                                                                       inputs.get("real_grid"))),
         "provenance": provenance_section(inputs.get("provenance") or {}, params),
     }

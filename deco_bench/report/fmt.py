@@ -16,6 +16,7 @@ METRIC_NAMES = {
     "fd_embed": "FD (embedded feature net)", "is_embed": "IS (embedded feature net)",
     "precision_embed": "Precision (embedded feature net)", "recall_embed": "Recall (embedded feature net)",
     "kid_embed": "KID (embedded feature net)", "fd_dinov2": "FD (DINOv2)",
+    "class_accuracy": "Class accuracy (embedded feature net)",
 }
 
 

@@ -29,6 +29,7 @@ PATHS = {
     "params": "params.yaml", "dvc_lock": "dvc.lock", "data_info": "data/info.json",
     "bench": "bench/results.json", "bench_recordings": "bench/recordings", "spectrum": "spectrum/spectrum.json",
     "ablation": "ablation/tables.json", "curves": "convergence/curves.json", "speedup": "convergence/speedup.json",
+    "real": "metrics/evalnet/real.json", "heldout": "data/heldout.npz",
 }
 
 
@@ -161,23 +162,24 @@ def _hardware() -> dict:
     return hw
 
 
+def _grid_of(root: Path, path: Path, errors: dict, per_class: int, max_classes: int) -> dict | None:
+    """The grid of one ADM-format file with labels (rows = classes), or None when absent or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        arrays = load_npz(path, keys=["arr_0", "labels"])
+        grid, classes = sample_grid(arrays["arr_0"], arrays["labels"], per_class=per_class, max_classes=max_classes)
+    except (DecoBenchError, ValueError, KeyError, OSError) as e:
+        errors[str(path)] = f"could not be read: {e}"
+        return None
+    return {"uri": png_data_uri(grid), "classes": classes, "per_class": per_class,
+            "num_images": int(arrays["arr_0"].shape[0]), "tile": int(grid.shape[0] // max(len(classes), 1)),
+            "width": int(grid.shape[1]), "height": int(grid.shape[0]), "path": str(path.relative_to(root))}
+
+
 def _grids(root: Path, model_keys: list[str], errors: dict, per_class: int, max_classes: int) -> dict:
-    out = {}
-    for m in model_keys:
-        path = root / "previews" / f"{m}.npz"
-        if not path.exists():
-            continue
-        try:
-            arrays = load_npz(path, keys=["arr_0", "labels"])
-            grid, classes = sample_grid(arrays["arr_0"], arrays["labels"], per_class=per_class,
-                                        max_classes=max_classes)
-        except (DecoBenchError, ValueError, KeyError, OSError) as e:
-            errors[str(path)] = f"could not be read: {e}"
-            continue
-        out[m] = {"uri": png_data_uri(grid), "classes": classes, "per_class": per_class,
-                  "num_images": int(arrays["arr_0"].shape[0]), "tile": int(grid.shape[0] // max(len(classes), 1)),
-                  "width": int(grid.shape[1]), "height": int(grid.shape[0]), "path": str(path.relative_to(root))}
-    return out
+    grids = {m: _grid_of(root, root / "previews" / f"{m}.npz", errors, per_class, max_classes) for m in model_keys}
+    return {m: g for m, g in grids.items() if g is not None}
 
 
 def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classes: int = 8,
@@ -210,7 +212,7 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
                 dates[rel] = _mtime(root / rel)
         per_model[m] = entry
     single = {}
-    for name in ("data_info", "bench", "spectrum", "ablation", "curves", "speedup"):
+    for name in ("data_info", "bench", "spectrum", "ablation", "curves", "speedup", "real"):
         single[name] = _read_json(root / PATHS[name], errors,
                                   data_info_shape if name == "data_info" else any_mapping_or_list)
         if single[name] is not None:
@@ -238,5 +240,7 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
     if environment:
         provenance.update(versions=_versions(), hardware=_hardware())
     return {"params": params, "models": per_model, **single, "bench_recordings": recordings,
-            "grids": _grids(root, model_keys, errors, per_class, max_classes), "provenance": provenance,
+            "grids": _grids(root, model_keys, errors, per_class, max_classes),
+            "real_grid": _grid_of(root, root / PATHS["heldout"], errors, per_class, max_classes),
+            "provenance": provenance,
             "errors": errors}

@@ -7,9 +7,11 @@ naming it, its expected sha256 (or that none is published) and where to get it, 
 found before training, not at the evaluate stage. The sha256 of each manifest file found is recorded in info.json.
 
 embedded: crops of the photographs scikit-image ships -> data/train.npz (images, labels) and data/reference.npz
-(ADM format: arr_0 uint8 NHWC, plus labels). imagenet: check the folder before any GPU time is spent, decode every
-image (in parallel, one process per CPU) and record its summary and the files a run will skip (data.on_bad_image:
-skip) or stop on (fail); the reference batch is `evaluate.reference` (e.g. ADM's VIRTUAL_imagenet256_labeled.npz).
+(ADM format: arr_0 uint8 NHWC, plus labels), and data/heldout.npz: sample.num_images real crops of a third split,
+ordered like a sample set (the evaluation's real-vs-real floor and class-accuracy ceiling). imagenet: check the
+folder before any GPU time is spent, decode every image (in parallel, one process per CPU) and record its summary
+and the files a run will skip (data.on_bad_image: skip) or stop on (fail); the reference batch is
+`evaluate.reference` (e.g. ADM's VIRTUAL_imagenet256_labeled.npz).
 metrics/prepare/data.json (DVC metrics): the image count and how many images are skipped.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from deco_bench.config import to_dict
 from deco_bench.data import build_embedded_dataset
+from deco_bench.data.embedded import build_heldout_split
 from deco_bench.data.imagenet import ImageFolderDataset, check_image_folder, resolve_imagenet_root
 from deco_bench.io import atomic_savez, atomic_write_json, sha256_cached
 from deco_bench.metrics import weights
@@ -45,9 +48,13 @@ def run(params_path: str, out: Path, metrics: Path | None = None) -> None:
     if p.data.source == "embedded":
         ds = build_embedded_dataset(resolution=p.data.resolution, num_classes=p.data.num_classes,
                                     train_per_class=p.data.train_per_class, ref_per_class=p.data.ref_per_class,
-                                    seed=p.run.seed)
+                                    seed=p.run.seed, crop_fraction=tuple(p.data.crop_scale))
         atomic_savez(out / "train.npz", images=ds.train_images, labels=ds.train_labels)
         atomic_savez(out / "reference.npz", arr_0=ds.ref_images, labels=ds.ref_labels)
+        held_images, held_labels = build_heldout_split(
+            resolution=p.data.resolution, num_classes=p.data.num_classes, num_images=p.sample.num_images,
+            seed=p.run.seed, crop_fraction=tuple(p.data.crop_scale))
+        atomic_savez(out / "heldout.npz", arr_0=held_images, labels=held_labels)
         info.update(class_names=list(ds.class_names), num_train=int(len(ds.train_labels)),
                     num_reference=int(len(ds.ref_labels)),
                     train_class_counts=np.bincount(ds.train_labels, minlength=p.data.num_classes).tolist())

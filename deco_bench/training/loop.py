@@ -53,6 +53,17 @@ class TrainResult:
     log: list[dict] = field(default_factory=list)
 
 
+def lr_at(tp: TrainParams, step: int) -> float:
+    """The learning rate of 0-based `step`: linear warm-up over tp.lr_warmup steps, then constant or cosine to 0
+    at tp.steps. A pure function of the step, so a resumed run continues the same schedule."""
+    if tp.lr_warmup and step < tp.lr_warmup:
+        return tp.lr * (step + 1) / tp.lr_warmup
+    if tp.lr_schedule == "cosine":
+        span = max(1, tp.steps - tp.lr_warmup)
+        return tp.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - tp.lr_warmup) / span)))
+    return tp.lr
+
+
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
     """The one generator of global step `step` (same on every rank)."""
     g = torch.Generator(device=device)
@@ -253,6 +264,9 @@ def train(
             keep = torch.rand(tp.global_batch, generator=g, device=device) >= entry.null_condition_p
             eps_all = torch.randn((tp.global_batch, *sample_shape), generator=g, device=device)
             opt.zero_grad(set_to_none=True)
+            lr = lr_at(tp, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
             tally.start_step()
             for a in range(tp.grad_accum):
                 sl = micro_slice(a, rank, world, micro)
@@ -277,10 +291,10 @@ def train(
 
             # ---- bookkeeping: logs, eval checkpoints, resume checkpoints ------------------------------------
             if done % tp.log_every == 0 or done == tp.steps:
-                tally.check(rank=rank, lr=tp.lr, ckpt_dir=out_dir / "ckpt")
+                tally.check(rank=rank, lr=lr, ckpt_dir=out_dir / "ckpt")
                 reduced = {k: float(all_reduce_mean(v_)) for k, v_ in tally.step_sums().items()}
                 dt = time.perf_counter() - t_step
-                rec = {"step": done, **reduced, "lr": tp.lr, "images_per_s": tp.global_batch / max(dt, 1e-9),
+                rec = {"step": done, **reduced, "lr": lr, "images_per_s": tp.global_batch / max(dt, 1e-9),
                        "images_seen": done * tp.global_batch,
                        "elapsed_s": elapsed_before + time.perf_counter() - t_start}
                 if tp.grad_clip > 0:
@@ -289,7 +303,7 @@ def train(
                     _append_line(log_f, log_path, json.dumps(rec))
                 log_lines.append(rec)
             if done in tp.eval_ckpt_steps and dist_info.is_main:
-                tally.check(rank=rank, lr=tp.lr, ckpt_dir=out_dir / "ckpt")
+                tally.check(rank=rank, lr=lr, ckpt_dir=out_dir / "ckpt")
                 atomic_torch_save({"step": done, "ema": ema.state_dict(), "meta": meta},
                                   out_dir / "eval_ckpts" / ckpt.ckpt_name(done))
             if done % tp.ckpt_every == 0 or done == tp.steps:

@@ -69,8 +69,15 @@ def test_complete_report_shows_every_sections_key_numbers(complete_report: Path)
     case = next(iter(bench["cases"].values()))
     assert f"{case['models']['deco']['train']['s_per_iter']['median']:.4f}" in bsec
     assert "Recording (not measured by this run)" in bsec and "2026-11-01" in bsec
-    # samples: one embedded PNG per model
-    assert len(re.findall(r'<img class="grid" src="data:image/png;base64,', html)) == len(MODELS)
+    # samples: the real held-out crops first, then one embedded PNG per model, with class accuracy beside the
+    # real-vs-real ceiling and FD beside the floor (metrics/evalnet/real.json)
+    assert len(re.findall(r'<img class="grid" src="data:image/png;base64,', html)) == len(MODELS) + 1
+    smp = _text(_section(html, "samples"))
+    assert smp.index("Real held-out crops") < smp.index("DeCo")
+    assert "assigns 0.984 [0.953, 1.000] of them to their class" in smp and "is 0.250 [0.200, 0.400]" in smp
+    assert "Class accuracy 0.812 [0.719, 0.906] (real: 0.984 [0.953, 1.000])" in smp
+    deco_fd = json.loads((COMPLETE / "metrics/deco.json").read_text())["metrics"]["fd_embed"]
+    assert f"{deco_fd / 0.25:.2f}× the real-vs-real floor" in smp
     # provenance: dvc.lock hashes and params
     prov = _section(html, "provenance")
     assert "9f8e7d6c5b4a39281706f5e4d3c2b1a0" in prov and "eval_ckpt_steps" in prov
@@ -86,7 +93,8 @@ def test_embedded_numbers_never_in_paper_columns_nor_called_fid(complete_report:
     assert tables.count(">not comparable: embedded scale</td>") == len(paper.TABLE2_256 + paper.TABLE2_512 + paper.TABLE1)
     # no embedded metric is labelled FID anywhere: every row naming an embedded value says "embedded feature net"
     for row in re.findall(r'<tr data-metric="(\w+)"><td class="l">([^<]+)</td>', html):
-        assert row[0].endswith("_embed") and "embedded feature net" in row[1] and "FID" not in row[1]
+        assert (row[0].endswith("_embed") or row[0] == "class_accuracy") and "embedded feature net" in row[1] \
+            and "FID" not in row[1]
 
 
 @pytest.mark.parametrize("remove, message", [
