@@ -473,9 +473,6 @@ def _check_combinations(p: Params, problems: list) -> None:
     if ok("data.crop_scale") and not (len(cs) == 2 and all(_is_number(v) for v in cs) and 0 < cs[0] <= cs[1] <= 1):
         problems.append(("data.crop_scale", f"got {cs!r}; expected [lo, hi] with 0 < lo <= hi <= 1 (the crop side "
                                             "as a fraction of the photograph's short side)"))
-    if ok("train.lr_warmup", "train.steps") and p.train.lr_warmup > p.train.steps:
-        problems.append(("train.lr_warmup", f"{p.train.lr_warmup} warm-up steps, but train.steps is "
-                                            f"{p.train.steps}"))
     gi = p.sample.guidance_interval
     if not ok("sample.guidance_interval"):
         pass

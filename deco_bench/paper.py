@@ -103,6 +103,7 @@ OFFICIAL_PROFILE_VALUES = {
         "models.deco.freqfm_weight": 1.0, "models.deco.freqfm_quality": 85, "models.deco.repa_weight": 0.5,
         "models.baseline.freqfm_weight": 0.0, "models.baseline.repa_weight": 0.5,
         "train.steps": 4_000_000, "train.global_batch": 256, "train.grad_accum": 1, "train.lr": 1e-4,
+        "train.lr_warmup": 0, "train.lr_schedule": "constant", "train.grad_clip": 0.0,  # constant lr, no clipping
         "train.weight_decay": 0.0, "train.beta1": 0.9, "train.beta2": 0.999, "train.ema_decay": 0.9999,
         "train.lognorm_t": True, "train.timeshift": 1.0, "train.repa_encoder": "dinov2-b14",
         "train.repa_align_layer": 8,
@@ -112,6 +113,7 @@ OFFICIAL_PROFILE_VALUES = {
     "imagenet512-xl": {
         "data.resolution": 512, "data.num_classes": 1000, "models.deco.preset": "deco-xl",
         "models.deco.null_condition_p": 0.2, "train.global_batch": 256, "train.grad_accum": 2, "train.lr": 1e-4,
+        "train.lr_warmup": 0, "train.lr_schedule": "constant", "train.grad_clip": 0.0,  # constant lr, no clipping
         "train.ema_decay": 0.9999, "train.repa_encoder": "dinov2-b14", "train.repa_align_layer": 8,
         "sample.num_images": 50_000, "sample.num_steps": 100, "sample.cfg_scale": 5.0,
         "sample.guidance_interval": [0.1, 1.0], "evaluate.feature_space": "inception",
@@ -119,7 +121,9 @@ OFFICIAL_PROFILE_VALUES = {
     "ablation-l": {
         "data.resolution": 256, "data.num_classes": 1000, "models.deco.preset": "deco-l",
         "models.baseline.preset": "baseline-l", "models.deco.null_condition_p": 0.1,
-        "train.steps": 200_000, "train.global_batch": 256, "train.lr": 1e-4, "train.ema_decay": 0.9999,
+        "train.steps": 200_000, "train.global_batch": 256, "train.lr": 1e-4,
+        "train.lr_warmup": 0, "train.lr_schedule": "constant", "train.grad_clip": 0.0,
+        "train.ema_decay": 0.9999,  # constant lr, no clipping
         "train.repa_encoder": "dinov2-b14", "train.repa_align_layer": 8, "sample.num_images": 50_000,
         "sample.num_steps": 50, "sample.cfg_scale": 1.0, "evaluate.feature_space": "inception",
         # configs_c2i/Baseline_PixNerd.yaml: PixNerDiT under the REPA trainer (no FreqFM), default label dropout.

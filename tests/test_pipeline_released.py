@@ -78,8 +78,8 @@ def released(tmp_path_factory):
     params["run"]["threads"] = 1
     ckpt = "weights/small_epoch320.ckpt"
     params["released"] = {
-        "e320": dict(checkpoint=ckpt, preset="deco-s", epochs=320, label="small, Euler 100", sampler="euler",
-                     num_steps=100, cfg_scale=3.2, guidance_interval=[0.1, 1.0]),
+        "e320": dict(checkpoint=ckpt, preset="deco-s", epochs=320, label="small, Euler 20", sampler="euler",
+                     num_steps=20, cfg_scale=3.2, guidance_interval=[0.1, 1.0]),
         "heun": dict(checkpoint=ckpt, preset="deco-s", epochs=600, weights="raw", sampler="heun", num_steps=2,
                      cfg_scale=1.0, guidance_interval=[0.1, 1.0]),
     }
@@ -102,12 +102,12 @@ def test_released_profile_end_to_end(released):
     assert {"released/e320/samples.npz", "released/heun/samples.npz", "released/results/e320.json",
             "reports/table2.html", "reports/table2.json"} <= set(declared)
     assert all((repo / p).exists() for p in declared)
-    for row, expected_nfe in (("e320", 11 + 89 * 2), ("heun", 2 * 2 - 1)):
+    for row, expected_nfe in (("e320", 3 + 17 * 2), ("heun", 2 * 2 - 1)):
         z = np.load(repo / "released" / row / "samples.npz")
         assert z["arr_0"].shape == (N_IMAGES, RES, RES, 3) and z["arr_0"].dtype == np.uint8
         assert z["labels"].tolist() == [i % CLASSES for i in range(N_IMAGES)]  # cycling, never class-sorted
         manifest = json.loads((repo / "released" / row / "sampling.json").read_text())
-        # Euler 100 with CFG on t in (0.1, 1]: steps at t = 0 .. 0.10 run the conditional half only (11 of them)
+        # Euler 20 with CFG on t in (0.1, 1]: the steps at t = 0, 0.05, 0.10 run the conditional half only
         assert manifest["nfe_per_image"] == expected_nfe
         assert manifest["parameters"] == released["n_params"]
         assert manifest["checkpoint_sha256"] == __import__("hashlib").sha256(
@@ -133,7 +133,7 @@ def test_released_profile_end_to_end(released):
     fid = next(c for c in rows["e320"]["cells"] if c["key"] == "fid")
     assert fid["ours"] == json.loads((repo / "released/e320/metrics.json").read_text())["fid"] and "paper" not in fid
     html = (repo / "reports/table2.html").read_text()
-    assert "small, Euler 100" in html and "no paper row" in html and "checkpoint_sha256" in html
+    assert "small, Euler 20" in html and "no paper row" in html and "checkpoint_sha256" in html
 
 
 @pytest.mark.slow

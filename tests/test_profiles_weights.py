@@ -55,11 +55,11 @@ def test_profile_check_of_a_paper_profile_lists_what_it_compares(monkeypatch, ca
     monkeypatch.chdir(ROOT)
     assert cli.main(["profile", "check", "imagenet512-xl"]) == 0
     keys = list(OFFICIAL_PROFILE_VALUES["imagenet512-xl"])
-    assert len(keys) == 15
+    assert len(keys) == 18
     assert capsys.readouterr().out.splitlines() == [
-        "profile 'imagenet512-xl': compares 15 keys with the official configs' values (configs_c2i/DeCo_XL_512.yaml; "
+        "profile 'imagenet512-xl': compares 18 keys with the official configs' values (configs_c2i/DeCo_XL_512.yaml; "
         "recorded in deco_bench/paper.py OFFICIAL_PROFILE_VALUES): " + ", ".join(keys),
-        "profile 'imagenet512-xl': every parameter is valid and the 15 compared keys equal the official values "
+        "profile 'imagenet512-xl': every parameter is valid and the 18 compared keys equal the official values "
         "(keys not listed are not compared)"]
 
 
@@ -72,9 +72,9 @@ def test_profile_check_reports_a_changed_value_and_exits_1(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert cli.main(["profile", "check", "imagenet256-xl"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("profile 'imagenet256-xl': compares 30 keys with the official configs' values "
+    assert lines[0].startswith("profile 'imagenet256-xl': compares 33 keys with the official configs' values "
                                "(configs_c2i/DeCo_XL.yaml, configs_c2i/Baseline_DiT_XL.yaml; ")
-    assert lines[1:] == ["profile 'imagenet256-xl': every parameter is valid; 1 of the 30 compared keys differ from "
+    assert lines[1:] == ["profile 'imagenet256-xl': every parameter is valid; 1 of the 33 compared keys differ from "
                          "the official values:", "  sample.cfg_scale: profile 4.0 != official 3.2"]
 
 
@@ -87,3 +87,19 @@ def test_profile_check_of_a_paper_scale_profile_without_official_values(tmp_path
         "profile 'mine': every parameter is valid; nothing is compared with an official config: no official config "
         "values are recorded for 'mine' in deco_bench/paper.py OFFICIAL_PROFILE_VALUES; profiles with one: "
         "ablation-l, imagenet256-xl, imagenet512-xl"]
+
+
+def test_paper_profiles_do_not_inherit_the_embedded_recipe(tmp_path, monkeypatch, capsys):
+    """The embedded default warms up, decays and clips; a paper profile that forgot to reset them is caught."""
+    shutil.copytree(EXPERIMENTS, tmp_path / "experiments")
+    f = tmp_path / "experiments" / "ablation-l.yaml"
+    raw = yaml.safe_load(f.read_text())
+    for key in ("lr_warmup", "lr_schedule", "grad_clip"):
+        del raw["train"][key]
+    f.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["profile", "check", "ablation-l"]) == 1
+    out = capsys.readouterr().out
+    for line in ("train.lr_warmup: profile 30 != official 0", "train.lr_schedule: profile 'cosine' != official 'constant'",
+                 "train.grad_clip: profile 1.0 != official 0.0"):
+        assert line in out

@@ -24,8 +24,9 @@ from deco_bench.metrics.embed_net import extract
 from deco_bench.stages import _common
 
 
-def run(params_path: str, data_dir: Path, out: Path, metrics: Path) -> None:
+def run(params_path: str, data_dir: Path, out: Path, metrics: Path | None = None) -> None:
     p = _common.setup(params_path)
+    metrics = metrics if metrics is not None else data_dir.parent / "metrics" / "evalnet" / "real.json"
     _common.remove_temporaries(out)
     _common.remove_temporaries(metrics.parent, names=(metrics.name,))
     if p.evaluate.feature_space != "embed":

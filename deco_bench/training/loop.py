@@ -55,7 +55,8 @@ class TrainResult:
 
 def lr_at(tp: TrainParams, step: int) -> float:
     """The learning rate of 0-based `step`: linear warm-up over tp.lr_warmup steps, then constant or cosine to 0
-    at tp.steps. A pure function of the step, so a resumed run continues the same schedule."""
+    at tp.steps (a warm-up longer than the run simply never reaches the peak). A pure function of the step, so a
+    resumed run continues the same schedule."""
     if tp.lr_warmup and step < tp.lr_warmup:
         return tp.lr * (step + 1) / tp.lr_warmup
     if tp.lr_schedule == "cosine":
