@@ -48,7 +48,6 @@ def samples_section(grids: dict, models: list[dict], data_info: Any, real: Any =
             "real": _grid(real_grid, "Real held-out crops", names) if real_grid else None,
             "ceiling": _with_interval(ceiling, real.get("class_accuracy_real_lo"), real.get("class_accuracy_real_hi"))
             if ceiling is not None else None,
-            "floor": _with_interval(floor, real.get("fd_embed_floor_lo"), real.get("fd_embed_floor_hi"))
-            if floor is not None else None,
+            "floor": fmt(floor) if floor is not None else None,  # its bootstrap interval is biased (see template)
             "missing": [f"{label.get(m, m)}: the sample stage did not run (no previews/{m}.npz)."
                         for m in missing]}
