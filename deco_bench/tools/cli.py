@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+import deco_bench
 from deco_bench import profiles
 from deco_bench.config import ConfigError, load_params, required_files
 from deco_bench.io import DecoBenchError, sha256_cached
@@ -89,6 +90,7 @@ def _weights(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="deco-bench", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"deco-bench {deco_bench.__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("profile", help="list, select (use) or check (dry run against the official configs) a profile")
     pr.add_argument("action", choices=["list", "use", "check"])
@@ -111,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     gt.set_defaults(fn=None, module="deco_bench.tools.gate")
     cp = sub.add_parser("compare", help="HTML report comparing DVC experiments or git revisions", add_help=False)
     cp.set_defaults(fn=None, module="deco_bench.tools.compare")
+    rs = sub.add_parser("results", help="the run's numbers as tidy tables (CSV, Markdown, LaTeX) in reports/tables",
+                        add_help=False)
+    rs.set_defaults(fn=None, module="deco_bench.tools.results")
     ev = sub.add_parser("eval", help="score an ADM-format sample .npz against a reference batch (ADM's evaluator, "
                                      "in PyTorch): SAMPLES.npz REF.npz --inception-weights FILE", add_help=False)
     ev.set_defaults(fn=None, module="deco_bench.tools.eval")
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("gate", "compare", "eval"):  # these parse their own arguments
+    if argv and argv[0] in ("gate", "compare", "eval", "results"):  # these parse their own arguments
         return importlib.import_module(sub.choices[argv[0]].get_default("module")).main(argv[1:])
     args = ap.parse_args(argv)
     try:
