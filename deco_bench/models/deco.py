@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import NORM_EPS, DiTBlock, LabelEmbedder, TimestepEmbedder, check_inputs, modulate, patchify, rope_2d_angles
+from .layers import NORM_EPS, DiTBlock, LabelEmbedder, PatchTransformer, TimestepEmbedder, modulate
 
 # ---------------------------------------------------------------------------------------------------------------
 # Output head: the pixel decoder
@@ -132,7 +132,7 @@ class PixelDecoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class DeCo(nn.Module):
+class DeCo(PatchTransformer, nn.Module):
     """v = PixelDecoder(x_t, s), s = SiLU(t_emb + DiT(patchify(x_t), c)), c = SiLU(t_emb + y_emb) (PixNerDiT)."""
 
     def __init__(self, cfg):
@@ -157,13 +157,7 @@ class DeCo(nn.Module):
         """Parity with the official initialize_weights (same calls in the same order)."""
         if self.patch_embed.weight.is_meta:  # meta tensors hold no values (used to count parameters / FLOPs)
             return
-        # DiT: xavier patch embedding, N(0, 0.02) label table and t-MLP weights; the DiT blocks keep PyTorch's
-        # default Linear init (the official code does not re-init them).
-        nn.init.xavier_uniform_(self.patch_embed.weight)
-        nn.init.zeros_(self.patch_embed.bias)
-        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
+        self.init_trunk_weights()
         # Pixel decoder (official SimpleMLPAdaLN): xavier + zero bias for its Linears, zero AdaLN and zero output,
         # so the model predicts v = 0 at initialisation. pixel_embed (official NerfEmbedder, outside that module)
         # keeps PyTorch's default init.
@@ -187,13 +181,7 @@ class DeCo(nn.Module):
         With return_features, returns (v, features) like the official forward_sx: features is the decoder's
         condition s as a map (B, C, H/p, W/p).
         """
-        check_inputs(x, t, y, self.in_channels, self.patch_size)
-        _, _, h, w = x.shape  # B 3 H W
-        p = self.patch_size
-        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
-        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
-        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
-        tokens = self.patch_embed(patchify(x, p))  # B L C
+        h, w, rope, t_emb, c, tokens = self.embed(x, t, y)  # tokens B L C; c, t_emb B 1 C
         for block in self.blocks:
             tokens = block(tokens, c, rope)  # B L C
         s = F.silu(t_emb + tokens)  # B L C
@@ -202,23 +190,3 @@ class DeCo(nn.Module):
             return v, self.tokens_to_map(s, h, w)  # B 3 H W, B C H/p W/p
         return v  # B 3 H W
 
-    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """(v (B, 3, H, W), features (B, C, H/p, W/p)): `forward` with return_features=True."""
-        return self.forward(x, t, y, return_features=True)
-
-    # -----------------------------------------------------------------------------------------------------------
-    # Helpers of forward
-    # -----------------------------------------------------------------------------------------------------------
-
-    def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
-        """(cos, sin) of the 2-D RoPE angles for an h_tokens x w_tokens grid, (L, D/2) each, cached."""
-        key = (h_tokens, w_tokens, str(device))
-        if key not in self._rope_cache:
-            angles = rope_2d_angles(self.hidden_size // self.num_heads, h_tokens, w_tokens)  # L D/2
-            self._rope_cache[key] = (angles.cos().to(device), angles.sin().to(device))
-        return self._rope_cache[key]
-
-    def tokens_to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """(B, L, C) -> (B, C, H/p, W/p) for an H x W image."""
-        p = self.patch_size
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)

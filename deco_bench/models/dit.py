@@ -10,18 +10,15 @@ Shape letters: B batch, L patch tokens (= H/p * W/p), C hidden size, D head dim,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import (
     NORM_EPS,
     DiTBlock,
     LabelEmbedder,
+    PatchTransformer,
     TimestepEmbedder,
-    check_inputs,
     modulate,
-    patchify,
-    rope_2d_angles,
     unpatchify,
 )
 
@@ -49,7 +46,7 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class PixelDiT(nn.Module):
+class PixelDiT(PatchTransformer, nn.Module):
     """Baseline: v = unpatchify(FinalLayer(DiT(patchify(x_t), c), c)), c = SiLU(t_emb + y_emb)."""
 
     def __init__(self, cfg):
@@ -75,13 +72,7 @@ class PixelDiT(nn.Module):
         """Parity with the official initialize_weights (same calls in the same order)."""
         if self.patch_embed.weight.is_meta:  # meta tensors hold no values (used to count parameters / FLOPs)
             return
-        # DiT: xavier patch embedding, N(0, 0.02) label table and t-MLP weights; the DiT blocks keep PyTorch's
-        # default Linear init (the official code does not re-init them).
-        nn.init.xavier_uniform_(self.patch_embed.weight)
-        nn.init.zeros_(self.patch_embed.bias)
-        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
+        self.init_trunk_weights()
         # Final layer: zero, so the model predicts v = 0 at initialisation.
         for layer in (self.final_layer.modulation, self.final_layer.linear):
             nn.init.zeros_(layer.weight)
@@ -94,13 +85,8 @@ class PixelDiT(nn.Module):
         With return_features, returns (v, features) like the official forward_sx: features is the last DiT
         block's hidden state as a map (B, C, H/p, W/p).
         """
-        check_inputs(x, t, y, self.in_channels, self.patch_size)
-        _, _, h, w = x.shape  # B 3 H W
+        h, w, rope, t_emb, c, tokens = self.embed(x, t, y)  # tokens B L C; c, t_emb B 1 C
         p = self.patch_size
-        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
-        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
-        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
-        tokens = self.patch_embed(patchify(x, p))  # B L C
         for block in self.blocks:
             tokens = block(tokens, c, rope)  # B L C
         out = self.final_layer(tokens, c)  # B L 3*p*p
@@ -109,23 +95,3 @@ class PixelDiT(nn.Module):
             return v, self.tokens_to_map(tokens, h, w)  # B 3 H W, B C H/p W/p
         return v  # B 3 H W
 
-    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """(v (B, 3, H, W), features (B, C, H/p, W/p)): `forward` with return_features=True."""
-        return self.forward(x, t, y, return_features=True)
-
-    # -----------------------------------------------------------------------------------------------------------
-    # Helpers of forward
-    # -----------------------------------------------------------------------------------------------------------
-
-    def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
-        """(cos, sin) of the 2-D RoPE angles for an h_tokens x w_tokens grid, (L, D/2) each, cached."""
-        key = (h_tokens, w_tokens, str(device))
-        if key not in self._rope_cache:
-            angles = rope_2d_angles(self.hidden_size // self.num_heads, h_tokens, w_tokens)  # L D/2
-            self._rope_cache[key] = (angles.cos().to(device), angles.sin().to(device))
-        return self._rope_cache[key]
-
-    def tokens_to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """(B, L, C) -> (B, C, H/p, W/p) for an H x W image."""
-        p = self.patch_size
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)

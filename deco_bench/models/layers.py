@@ -196,3 +196,49 @@ class DiTBlock(nn.Module):
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c).chunk(6, dim=-1)  # B 1 C each
         x = x + gate_a * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope)  # B L C
         return x + gate_m * self.mlp(modulate(self.norm2(x), shift_m, scale_m))  # B L C
+
+
+class PatchTransformer:
+    """What the three patch transformers (baseline DiT, DeCo, PixNerd) share around their DiT blocks: the condition
+    and patch tokens of an input, the cached 2-D RoPE, the token map of features and `forward_features`.
+
+    A subclass (also an nn.Module) sets hidden_size, num_heads, patch_size, in_channels, an empty dict _rope_cache,
+    and the modules patch_embed, t_embedder and y_embedder.
+    """
+
+    def init_trunk_weights(self) -> None:
+        """The official initialisation of the embedders, called first by each model's initialize_weights: xavier
+        patch embedding with zero bias, N(0, 0.02) label table and t-MLP weights. The DiT blocks keep PyTorch's
+        default Linear init (the official code does not re-init them)."""
+        nn.init.xavier_uniform_(self.patch_embed.weight)
+        nn.init.zeros_(self.patch_embed.bias)
+        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
+
+    def embed(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
+        """Checked inputs -> (h, w, rope, t_emb (B, 1, C), c = SiLU(t_emb + y_emb) (B, 1, C), tokens (B, L, C))."""
+        check_inputs(x, t, y, self.in_channels, self.patch_size)
+        _, _, h, w = x.shape  # B 3 H W
+        p = self.patch_size
+        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
+        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
+        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
+        return h, w, rope, t_emb, c, self.patch_embed(patchify(x, p))
+
+    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
+        """(output (B, 3, H, W), features (B, C, H/p, W/p)): `forward` with return_features=True."""
+        return self.forward(x, t, y, return_features=True)
+
+    def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
+        """(cos, sin) of the 2-D RoPE angles for an h_tokens x w_tokens grid, (L, D/2) each, cached."""
+        key = (h_tokens, w_tokens, str(device))
+        if key not in self._rope_cache:
+            angles = rope_2d_angles(self.hidden_size // self.num_heads, h_tokens, w_tokens)  # L D/2
+            self._rope_cache[key] = (angles.cos().to(device), angles.sin().to(device))
+        return self._rope_cache[key]
+
+    def tokens_to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(B, L, C) -> (B, C, H/p, W/p) for an H x W image."""
+        p = self.patch_size
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .deco import dct_position_features, from_decoder_tokens, to_decoder_tokens
-from .layers import DiTBlock, LabelEmbedder, RMSNorm, TimestepEmbedder, check_inputs, patchify, rope_2d_angles
+from .layers import DiTBlock, LabelEmbedder, PatchTransformer, RMSNorm, TimestepEmbedder
 
 # ---------------------------------------------------------------------------------------------------------------
 # Output head: per-patch neural fields
@@ -50,7 +50,7 @@ class NeuralFieldBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class PixNerd(nn.Module):
+class PixNerd(PatchTransformer, nn.Module):
     """v = fields(x_t pixels + DCT positions; weights from s), s = SiLU(t_emb + DiT(patchify(x_t), c))."""
 
     def __init__(self, cfg):
@@ -82,13 +82,8 @@ class PixNerd(nn.Module):
         """Parity with the official initialize_weights (same calls in the same order)."""
         if self.patch_embed.weight.is_meta:  # meta tensors hold no values (used to count parameters / FLOPs)
             return
-        # xavier patch embedding, N(0, 0.02) label table and t-MLP weights; the DiT blocks, the weight generators
-        # and pixel_embed keep PyTorch's default Linear init (the official code does not re-init them).
-        nn.init.xavier_uniform_(self.patch_embed.weight)
-        nn.init.zeros_(self.patch_embed.bias)
-        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc1.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.fc2.weight, std=0.02)
+        # the weight generators and pixel_embed keep PyTorch's default Linear init, as the DiT blocks do
+        self.init_trunk_weights()
         # Zero output layer, so the model predicts 0 at initialisation.
         nn.init.zeros_(self.final_linear.weight)
         nn.init.zeros_(self.final_linear.bias)
@@ -100,13 +95,8 @@ class PixNerd(nn.Module):
         With return_features, returns (out, features): features is the fields' condition s as a map
         (B, C, H/p, W/p), the tensor DeCo's forward_features returns for its decoder.
         """
-        check_inputs(x, t, y, self.in_channels, self.patch_size)
-        _, c_in, h, w = x.shape  # B 3 H W
-        p = self.patch_size
-        rope = self.rope(h // p, w // p, x.device)  # cos, sin: L D/2 each
-        t_emb = self.t_embedder(t.reshape(-1))[:, None]  # B 1 C
-        c = F.silu(t_emb + self.y_embedder(y.reshape(-1))[:, None])  # B 1 C
-        tokens = self.patch_embed(patchify(x, p))  # B L C
+        h, w, rope, t_emb, c, tokens = self.embed(x, t, y)  # tokens B L C; c, t_emb B 1 C
+        p, c_in = self.patch_size, x.shape[1]
         for block in self.blocks[:self.depth]:
             tokens = block(tokens, c, rope)  # B L C
         s = F.silu(t_emb + tokens)  # B L C
@@ -122,22 +112,6 @@ class PixNerd(nn.Module):
             return v, self.tokens_to_map(s, h, w)  # B 3 H W, B C H/p W/p
         return v  # B 3 H W
 
-    def forward_features(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """(out (B, 3, H, W), features (B, C, H/p, W/p)): `forward` with return_features=True."""
-        return self.forward(x, t, y, return_features=True)
-
-    # -----------------------------------------------------------------------------------------------------------
-    # Helpers of forward
-    # -----------------------------------------------------------------------------------------------------------
-
-    def rope(self, h_tokens: int, w_tokens: int, device: torch.device):
-        """(cos, sin) of the 2-D RoPE angles for an h_tokens x w_tokens grid, (L, D/2) each, cached."""
-        key = (h_tokens, w_tokens, str(device))
-        if key not in self._rope_cache:
-            angles = rope_2d_angles(self.hidden_size // self.num_heads, h_tokens, w_tokens)  # L D/2
-            self._rope_cache[key] = (angles.cos().to(device), angles.sin().to(device))
-        return self._rope_cache[key]
-
     def position_features(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """DCT position features of the p x p pixels of a patch (P, F*F), cached per device and dtype."""
         key = (str(device), dtype)
@@ -145,8 +119,3 @@ class PixNerd(nn.Module):
             feats = dct_position_features(self.patch_size, self.max_freqs)  # P F*F
             self._pos_cache[key] = feats.to(device=device, dtype=dtype)
         return self._pos_cache[key]
-
-    def tokens_to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """(B, L, C) -> (B, C, H/p, W/p) for an H x W image."""
-        p = self.patch_size
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h // p, w // p)

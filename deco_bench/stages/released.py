@@ -168,7 +168,7 @@ def run_evaluate(params_path: str, name: str, out_root: Path) -> None:
                                   num_images_expected=p.sample.num_images, bootstrap=p.evaluate.bootstrap,
                                   seed=p.run.seed, batch_size=p.evaluate.batch_size, cache_dir=Path(".cache/features"),
                                   resolution=p.data.resolution)
-    feats = _logits(samples, p)
+    feats = _logits(samples, p, result["extractor"]["weights_sha256"])
     order = ordering.detect(load_npz(samples, ["labels"])["labels"], feats)
     protocol = {**manifest, "evaluator": "ADM protocol (deco_bench.metrics; torch-fidelity Inception, float64)",
                 "evaluator_weights_sha256": result["extractor"]["weights_sha256"],
@@ -192,11 +192,13 @@ def inception_sha256(p: Params) -> str | None:
     return None if p.evaluate.inception_sha256.lower() == "none" else p.evaluate.inception_sha256
 
 
-def _logits(samples: Path, p: Params) -> np.ndarray:
-    """The Inception logits of the sample set, from the feature cache evaluate_samples just filled."""
+def _logits(samples: Path, p: Params, weights_sha256: str) -> np.ndarray:
+    """The Inception logits of the sample set, from the feature cache evaluate_samples just filled (same extractor
+    identity, so nothing is extracted or hashed again)."""
     from deco_bench.metrics.features import extract_npz
     from deco_bench.metrics.inception import InceptionFeatures
-    net = InceptionFeatures(p.evaluate.inception_weights, device="cuda" if torch.cuda.is_available() else "cpu")
+    net = InceptionFeatures(p.evaluate.inception_weights, weights_sha256=weights_sha256,
+                            device="cuda" if torch.cuda.is_available() else "cpu")
     return extract_npz(samples, net, num_images=p.sample.num_images, batch_size=p.evaluate.batch_size,
                        cache_dir=Path(".cache/features"))["logits"]
 

@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-import jinja2
 import yaml
 
 from deco_bench import paper
 from deco_bench.io import DecoBenchError, atomic_write_json, atomic_write_text
+from deco_bench.report.render import render
 
 METRICS = [("fid", "FID", True), ("sfid", "sFID", True), ("is", "IS", False), ("precision", "Prec.", False),
            ("recall", "Rec.", False)]
@@ -78,32 +78,8 @@ def build(rows: list[str], resolution: int, folder: Path) -> dict:
                     "the printed precision), 'close' within 5%, else 'differs'"}
 
 
-_PAGE = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>deco-bench: Table 2 from the released checkpoints</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f4f4f4}td.l{text-align:left}
-.reproduced{color:#1a7f37}.close{color:#9a6700}.differs{color:#cf222e}small{color:#555}</style></head><body>
-<h1>Table 2 from the released checkpoints</h1>
-{% if not t.rows %}<p>This profile has no released rows. Select one with <code>deco-bench profile use released-256</code>
-(or <code>released-512</code>) and run <code>dvc repro table2</code>; the README says which files to fetch.</p>
-{% else %}<p>ImageNet {{ t.resolution }}&times;{{ t.resolution }}. Ours: numbers regenerated here from the released
-weights, each with its 95% bootstrap interval. Paper: docs/paper.md &sect;1. {{ t.rule }}.</p>
-<table><tr><th class="l">Row</th><th>Epochs</th><th>Sampler</th><th>NFE / image (counted)</th><th>CFG</th>
-<th>Images</th>{% for _, label, _ in metrics %}<th>{{ label }} ours</th><th>{{ label }} paper</th>{% endfor %}
-<th>Verdict</th></tr>
-{% for r in t.rows %}<tr><td class="l">{{ r.label }}</td><td>{{ r.epochs }}</td><td>{{ r.sampler }} {{ r.num_steps }}</td>
-<td>{{ "%.1f"|format(r.nfe_per_image) if r.nfe_per_image is not none else "" }}</td><td>{{ r.cfg_scale }}</td>
-<td>{{ r.num_images }}</td>
-{% for key, _, _ in metrics %}{% set c = (r.cells | selectattr("key", "equalto", key) | list | first) %}
-<td>{% if c %}{{ "%.4g"|format(c.ours) }}{% if c.ci %}<br><small>[{{ "%.4g"|format(c.ci[0]) }},
-{{ "%.4g"|format(c.ci[1]) }}]</small>{% endif %}{% endif %}</td>
-<td>{% if c and c.paper is defined %}{{ c.paper }}{% else %}&ndash;{% endif %}</td>{% endfor %}
-<td class="{{ r.verdict }}">{{ r.verdict }}</td></tr>{% endfor %}</table>
-<h2>Protocol of each row</h2>
-{% for r in t.rows %}<h3>{{ r.label }}</h3><table>{% for k, v in r.protocol.items() %}
-<tr><td class="l">{{ k }}</td><td class="l">{{ v }}</td></tr>{% endfor %}</table>{% endfor %}{% endif %}
-</body></html>
-""")
+# the report's classes: ok (green), bad (red), na (grey)
+VERDICT_CLASS = {"reproduced": "ok", "close": "na", "differs": "bad", "no paper row": "na", "not scored": "na"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         resolution = int((raw.get("data") or {}).get("resolution", 256))
         table = build(rows, resolution, args.released)
         atomic_write_json(args.out, table)
-        atomic_write_text(args.html, _PAGE.render(t=table, metrics=METRICS))
+        atomic_write_text(args.html, render({"title": "Table 2 from the released checkpoints", "t": table,
+                                             "metrics": METRICS, "verdict_class": VERDICT_CLASS}, "table2.html"))
     except (DecoBenchError, OSError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

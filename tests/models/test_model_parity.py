@@ -36,8 +36,13 @@ def assert_matches(x: torch.Tensor, golden: dict, what: str) -> None:
 
 @pytest.fixture(scope="module", params=["deco", "baseline"])
 def golden_model(request):
+    return load_golden(request.param)
+
+
+def load_golden(kind: str):
+    """(our model with the official golden's weights, the golden) for tests/fixtures/models/<kind>_golden.pt."""
     torch.set_num_threads(1)
-    g = safe_torch_load(FIXTURES / f"{request.param}_golden.pt")
+    g = safe_torch_load(FIXTURES / f"{kind}_golden.pt")
     cfg = config_from_official_init_args(g["class_path"], g["init_args"])
     model = build_model(cfg).eval()
     weights = official_state_dict_to_ours({k: v.float() for k, v in g["state_dict"].items()}, cfg.kind, "")

@@ -1,8 +1,6 @@
 """PixNerd (paper Table 1) computes what the official `dit_c2i_pixnerd.PixNerDiT` computes, and loads its
 checkpoints (goldens from tests/fixtures/models/make_goldens_pixnerd_jit.py, produced by running the official code)."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -12,30 +10,15 @@ from deco_bench.models import ModelConfig, PixNerd, build_model, count_parameter
 from deco_bench.models.official import (CheckpointMismatchError, config_from_official_init_args,
                                         config_from_official_yaml, load_official, official_state_dict_to_ours)
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
-REL_TOL = 1e-5
+from test_model_parity import FIXTURES, REL_TOL, assert_matches, checksums, load_golden, rel_err
+
 # configs_c2i/Baseline_PixNerd.yaml built on the meta device, official class and ours (docs/paper.md §2.1, §3.1).
 PIXNERD_L_PARAMS = 452_113_795
 
 
-def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((a - ref).abs().max() / ref.abs().max()).item()
-
-
-def checksums(x: torch.Tensor) -> torch.Tensor:
-    x = x.double()
-    return torch.stack([x.sum(), x.pow(2).sum(), x.abs().sum()])
-
-
 @pytest.fixture(scope="module")
 def golden():
-    torch.set_num_threads(1)
-    g = safe_torch_load(FIXTURES / "pixnerd_golden.pt")
-    cfg = config_from_official_init_args(g["class_path"], g["init_args"])
-    model = build_model(cfg).eval()
-    weights = official_state_dict_to_ours({k: v.float() for k, v in g["state_dict"].items()}, cfg.kind, "")
-    model.load_state_dict(weights, strict=True)
-    return model, g
+    return load_golden("pixnerd")
 
 
 @pytest.mark.parametrize("case_index", [0, 1], ids=["256px-batch2", "512px-batch1"])
@@ -50,12 +33,7 @@ def test_forward_matches_official(golden, case_index):
         plain = model(x, torch.tensor(case["t"]), torch.tensor(case["y"]))
     assert torch.equal(out, plain)
     assert features.shape == (len(case["t"]), 32, case["resolution"] // 16, case["resolution"] // 16)
-    ref = case["out"]
-    idx = ref["index"].long()
-    assert rel_err(out.reshape(-1)[idx], ref["values"]) <= REL_TOL
-    ours = checksums(out)
-    assert abs(ours[0] - ref["checksums"][0]) <= 1e-6 * ref["checksums"][2]
-    assert torch.allclose(ours[1:], ref["checksums"][1:], rtol=REL_TOL, atol=0)
+    assert_matches(out, case["out"], "forward output")
 
 
 def test_initial_weights_equal_the_official_constructor_under_a_seed(golden):
