@@ -6,23 +6,41 @@ STAMP  := $(VENV)/.installed
 # torch and torchvision must come as a matching pair (torch-fidelity and clean-fid import torchvision).
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test repro bench bench-baseline report clean help
+.PHONY: install test repro bench bench-baseline report clean help lock
 
 help:
 	@echo "make install  - create $(VENV) and install deco-bench into it (idempotent)"
 	@echo "make repro    - run the whole DVC pipeline on the active profile (embedded default) and print the report path"
 	@echo "make test     - lint, check the import layers, run the test suite (CPU, < 8 min)"
 	@echo "make bench    - run the pytest-benchmark suite (tests/benchmarks); compare with a saved run of this machine"
+	@echo "make lock     - re-resolve the dependencies and rewrite constraints.txt (the pinned versions)"
 	@echo "make bench-baseline - save this machine's run of the hot-path benchmarks for later 'make bench' comparisons"
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pip prints every package it fetches with a progress bar. constraints.txt pins every resolved version (`make lock`
+# regenerates it). On Linux the torch wheel pulls ~3 GB of CUDA libraries even for CPU use: the longest step.
+# Installed size: ~5.9 GB (nvidia CUDA libraries 3.2 GB, torch 1.2 GB, triton 0.9 GB, the rest 0.6 GB).
+$(STAMP): pyproject.toml constraints.txt
+	@echo "== deco-bench install [1/4]: virtual environment $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_PAIR)
-	$(BIN)/python -m pip install --quiet -e '.[test]' $(TORCH_PAIR)
+	@echo "== deco-bench install [2/4]: pip itself (pinned by constraints.txt)"
+	$(BIN)/python -m pip install --upgrade pip -c constraints.txt
+	@echo "== deco-bench install [3/4]: $(TORCH_PAIR) (~5 GB installed on Linux, 3.2 GB of it CUDA libraries)"
+	$(BIN)/python -m pip install --progress-bar on -c constraints.txt $(TORCH_PAIR)
+	@echo "== deco-bench install [4/4]: deco-bench and its test tools (~150 pinned packages, ~0.6 GB)"
+	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e '.[test]' $(TORCH_PAIR)
 	touch $(STAMP)
+	@echo "== deco-bench install: done ($$($(BIN)/python -m pip list --format=freeze | wc -l) packages in $(VENV))"
+
+# constraints.txt from scratch: a throw-away environment installed without it, then frozen (pip and setuptools kept,
+# the editable deco-bench left out).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]' $(TORCH_PAIR)
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --all --exclude-editable | LC_ALL=C sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
 
 # ruff (lint) and lint-imports (the import layers of docs/architecture.md) first: seconds, and they fail fast.
 # The suite runs on every core (pytest-xdist); --dist loadfile keeps a file's tests, and its shared fixtures such
