@@ -152,6 +152,27 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def numbers_only(obj: Any) -> dict[str, int | float]:
+    """`obj` as a DVC metrics file's content: a flat mapping of names to finite numbers (numpy scalars become
+    Python ones). Anything else -- text, null, a bool, a list, a nested mapping, NaN or infinity -- is a ValueError
+    naming the key: descriptive detail belongs in an ordinary output, and a value that does not exist is left out."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"a metrics file holds a mapping of numbers, not {type(obj).__name__}")
+    out: dict[str, int | float] = {}
+    for key, v in obj.items():
+        if isinstance(v, (np.integer, np.floating)):
+            v = v.item()
+        if not isinstance(key, str) or isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise ValueError(f"metrics key {key!r}: {v!r} is not a finite number (metrics files hold numbers only)")
+        out[key] = v
+    return out
+
+
+def atomic_write_metrics(path: str | os.PathLike, obj: Any) -> None:
+    """A DVC metrics file: numbers_only(obj), written atomically."""
+    atomic_write_json(path, numbers_only(obj))
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()

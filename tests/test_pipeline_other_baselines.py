@@ -62,7 +62,8 @@ def test_entry_trains_samples_and_evaluates(pipeline, name):
     with np.load(root / "runs" / name / "samples.npz", allow_pickle=False) as z:
         assert z["arr_0"].shape == (n, res, res, 3) and z["arr_0"].dtype == np.uint8
         assert int(z["train_step"]) == p["train"]["steps"]
-    metrics = json.loads((root / "metrics" / f"{name}.json").read_text())
-    assert metrics["model"] == name and metrics["train_step"] == p["train"]["steps"]
+    detail = json.loads((root / "evaluation" / f"{name}.json").read_text())
+    assert detail["model"] == name and detail["train_step"] == p["train"]["steps"]
+    flat = json.loads((root / "metrics" / f"{name}.json").read_text())  # the DVC metrics: the same numbers, flat
     for key in ("fd_embed", "is_embed", "precision_embed", "recall_embed", "kid_embed"):
-        assert np.isfinite(metrics["metrics"][key]), key
+        assert np.isfinite(detail["metrics"][key]) and flat[key] == detail["metrics"][key], key

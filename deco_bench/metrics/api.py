@@ -332,6 +332,35 @@ def compare(a: dict, b: dict) -> dict:
     return out
 
 
+# The metrics whose interval bounds a DVC metrics file carries (`<key>_lo`, `<key>_hi`): the headline distance of
+# each feature space and the class accuracy. Every other interval stays in the evaluation detail file, so that
+# `dvc exp show` keeps few columns per model (docs/outputs.md, "Metrics").
+BOUNDED = (FID, FD_EMBED, CLASS_ACCURACY)
+BOUND_SUFFIXES = ("_lo", "_hi")
+
+
+def flat_metrics(result: dict, bounds: tuple[str, ...] | None = BOUNDED) -> dict[str, float]:
+    """The DVC metrics form of an evaluation result ({"metrics", "ci", ...}): {key: value} for every metric, and
+    `<key>_lo`/`<key>_hi` for each key of `bounds` (None: every key) that has an interval. Numbers only, flat;
+    a metric that was skipped is absent, never null."""
+    out, ci = {}, result.get("ci") or {}
+    for key, value in result["metrics"].items():
+        out[key] = float(value)
+        if key in ci and (bounds is None or key in bounds):  # beside its value, in `dvc exp show` too
+            out[f"{key}_lo"], out[f"{key}_hi"] = (float(x) for x in ci[key])
+    return out
+
+
+def unflat_metrics(flat: dict) -> dict:
+    """flat_metrics backwards, for compare(): {"metrics": {key: value}, "ci": {key: [lo, hi]}} from a flat file
+    (a key with both `<key>_lo` and `<key>_hi` gets them as its interval; counts such as num_images are metrics
+    too). Non-numeric values are ignored."""
+    nums = {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    ci = {k: [nums[k + "_lo"], nums[k + "_hi"]] for k in nums if k + "_lo" in nums and k + "_hi" in nums}
+    bound_keys = {k + s for k in ci for s in BOUND_SUFFIXES}
+    return {"metrics": {k: v for k, v in nums.items() if k not in bound_keys}, "ci": ci}
+
+
 def aggregate_seeds(results: list[dict]) -> dict:
     """mean +- std (ddof=1) of each metric over runs with different sampling seeds."""
     keys = set.intersection(*(set(r["metrics"]) for r in results)) if results else set()

@@ -7,7 +7,8 @@
                                       report.steps.TrainStepMismatchError when an output of a model's weights claims
                                       another training step than params train.steps (the report states N from them)
 
-The sections, in report.sections (one module each): models (the models table, training steps, chart colours),
+The sections, in report.sections (one module each): overview (the first screen: what was run, the headline DeCo vs
+baseline result), models (the models table, training steps, chart colours),
 paper_tables (Tables 2 and 1 with verdicts), pairs (our DeCo vs each other model), ablation, convergence,
 spectrum, bench (efficiency), samples, provenance. Numbers and metric names are shown by report.fmt.
 
@@ -28,6 +29,7 @@ from deco_bench.report.sections.ablation import _ranking_text, ablation_section
 from deco_bench.report.sections.bench import bench_section
 from deco_bench.report.sections.convergence import convergence_section
 from deco_bench.report.sections.models import chart_colors, model_rows, train_steps
+from deco_bench.report.sections.overview import first_screen_grids, headline, run_overview
 from deco_bench.report.sections.pairs import pair_comparisons
 from deco_bench.report.sections.paper_tables import DEFAULT_TOLERANCE, paper_tables
 from deco_bench.report.sections.provenance import provenance_section
@@ -39,7 +41,9 @@ __all__ = ["build_context", "_ranking_text"]  # _ranking_text: imported from her
 
 # The sections built from one stage's files, and the files they read: a file of an unexpected shape that gets past
 # report.inputs' checks makes its section a named problem in the page (and an entry under "errors"), never a crash.
-SECTION_FILES = {"pairs": ("evaluate", "metrics/<model>.json"), "ablation": ("ablation", PATHS["ablation"]),
+SECTION_FILES = {"pairs": ("evaluate", "evaluation/<model>.json"), "headline": ("evaluate", "evaluation/<model>.json"),
+                 "overview": ("train", "metrics/train/<model>.json / bench/results.json"),
+                 "ablation": ("ablation", PATHS["ablation"]),
                  "convergence": ("convergence", f"{PATHS['curves']} / {PATHS['speedup']}"),
                  "spectrum": ("spectrum", PATHS["spectrum"]),
                  "bench": ("bench", f"{PATHS['bench']} / {PATHS['bench_recordings']}/*.json"),
@@ -69,11 +73,18 @@ def build_context(inputs: dict, *, tolerance: dict | None = None, generated_at: 
     colors = chart_colors(inputs, params)
     scale = run.get("scale") or next((m["scale"] for m in models if m["scale"]), "embedded")
     errors = [{"path": k, "message": v} for k, v in sorted((inputs.get("errors") or {}).items())]
+    samples = _section("samples", errors, lambda: samples_section(inputs.get("grids") or {}, models,
+                                                                  inputs.get("data_info"), inputs.get("real"),
+                                                                  inputs.get("models"), inputs.get("real_grid")))
+    if samples.get("ran"):
+        samples["first"], samples["more"] = first_screen_grids(samples["grids"], params)
     return {
         "title": f"deco-bench report — profile {run.get('profile', 'unknown')}, {scale} scale",
         "generated_at": generated_at, "scale": scale, "profile": run.get("profile", "unknown"),
         "paper_protocol": paper.PROTOCOL, "models": models,
         "errors": errors,
+        "overview": _section("overview", errors, lambda: {"ran": True, **run_overview(inputs, params, models, steps)}),
+        "headline": _section("headline", errors, lambda: headline(inputs, params, models)),
         "paper_tables": paper_tables(inputs, params, models, scale, tol, steps),
         "pairs": _section("pairs", errors, lambda: pair_comparisons(inputs, models)),
         "ablation": _section("ablation", errors,
@@ -83,9 +94,6 @@ def build_context(inputs: dict, *, tolerance: dict | None = None, generated_at: 
         "spectrum": _section("spectrum", errors, lambda: spectrum_section(inputs.get("spectrum"), colors)),
         "bench": _section("bench", errors, lambda: bench_section(inputs.get("bench"),
                                                                  inputs.get("bench_recordings") or [], colors)),
-        "samples": _section("samples", errors, lambda: samples_section(inputs.get("grids") or {}, models,
-                                                                       inputs.get("data_info"), inputs.get("real"),
-                                                                       inputs.get("models"),
-                                                                       inputs.get("real_grid"))),
+        "samples": samples,
         "provenance": provenance_section(inputs.get("provenance") or {}, params),
     }

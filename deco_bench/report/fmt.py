@@ -43,3 +43,17 @@ def fmt_interval(iv: Any, digits: int = 3) -> str:
 
 def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key)
+
+
+def fmt_duration(seconds: Any) -> str:
+    """A wall time as a reader says it: 12.3 s, 1 min 27 s, 3 h 05 min, 2 d 4 h; None as 'n/a'."""
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "n/a"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    if s < 86400:
+        return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+    return f"{int(s // 86400)} d {int(s % 86400 // 3600)} h"

@@ -1,7 +1,7 @@
 """Reading the stage outputs: load_inputs(root) -> one plain dict of everything the report shows.
 
-Reads the standard paths of docs/outputs.md (PATHS, plus per model metrics/<m>.json, metrics/train/<m>.json,
-previews/<m>.json and previews/<m>.npz) for exactly the models of params `models:` (other files in metrics/,
+Reads the standard paths of docs/outputs.md (PATHS, plus per model evaluation/<m>.json, metrics/train/<m>.json,
+previews/<m>.json and previews/<m>.npz) for exactly the models of params `models:` (other files in evaluation/, metrics/,
 previews/ are stray outputs of removed models and are not read); absent files are None / missing keys, unreadable
 ones are listed in "errors". Also here: the named problems a section states instead of its data -- not_ran (no
 output file), unrecognised (a file without the keys its section needs, found by missing_keys).
@@ -28,7 +28,7 @@ BENCH_SCHEMA = "deco-bench/bench-results/1"  # deco_bench/stages/bench.py SCHEMA
 PATHS = {
     "params": "params.yaml", "dvc_lock": "dvc.lock", "data_info": "data/info.json",
     "bench": "bench/results.json", "bench_recordings": "bench/recordings", "spectrum": "spectrum/spectrum.json",
-    "ablation": "ablation/tables.json", "curves": "convergence/curves.json", "speedup": "convergence/speedup.json",
+    "ablation": "ablation/tables.json", "curves": "convergence/curves.json", "speedup": "convergence/summary.json",
     "real": "metrics/evalnet/real.json", "heldout": "data/heldout.npz",
 }
 
@@ -87,7 +87,8 @@ def _mapping_of(doc: dict, key: str, ok: Callable[[Any], bool], what: str) -> li
 
 
 def metrics_shape(doc: Any) -> list[str]:
-    """metrics/<m>.json (evaluate stage): metrics {key: number}, ci {key: [lo, hi]}, bootstrap {key: [numbers]}."""
+    """evaluation/<m>.json (evaluate stage; metrics/<m>.json is its numbers-only DVC metrics form): metrics {key:
+    number}, ci {key: [lo, hi]}, bootstrap {key: [numbers]}."""
     if not isinstance(doc, dict):
         return [f"a mapping is expected, not {type(doc).__name__}"]
     return [*_mapping_of(doc, "metrics", _is_num, "a number"),
@@ -101,8 +102,8 @@ def metrics_shape(doc: Any) -> list[str]:
 def train_summary_shape(doc: Any) -> list[str]:
     if not isinstance(doc, dict):
         return [f"a mapping is expected, not {type(doc).__name__}"]
-    return [*_typed(doc, "preset", lambda v: isinstance(v, str), "text"),
-            *_typed(doc, "params_m", lambda v: v is None or _is_num(v), "a number")]
+    return [problem for key in ("steps", "loss", "images_per_s", "wall_s", "params_m")
+            for problem in _typed(doc, key, _is_num, "a number")]
 
 
 def sample_info_shape(doc: Any) -> list[str]:
@@ -203,7 +204,7 @@ def load_inputs(root: str | os.PathLike = ".", *, per_class: int = 6, max_classe
     dates: dict[str, str] = {}
     for m in model_keys:
         entry = {}
-        for name, rel, shape in (("metrics", f"metrics/{m}.json", metrics_shape),
+        for name, rel, shape in (("metrics", f"evaluation/{m}.json", metrics_shape),
                                  ("train_summary", f"metrics/train/{m}.json", train_summary_shape),
                                  ("sample_info", f"previews/{m}.json", sample_info_shape)):
             v = _read_json(root / rel, errors, shape)

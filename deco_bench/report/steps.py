@@ -2,7 +2,7 @@
 
 Each output made from a model's weights records the step of those weights (docs/outputs.md):
 
-    metrics/<m>.json         "train_step"   (evaluate stage)
+    evaluation/<m>.json      "train_step"   (evaluate stage)
     previews/<m>.json        "train_step"   (sample stage)
     metrics/train/<m>.json   "steps"        (train stage)
     ablation/tables.json     protocol.train_steps (ablation stage, the step of the metrics it ranked)
@@ -25,14 +25,14 @@ class TrainStepMismatchError(DecoBenchError):
 
 @dataclass(frozen=True)
 class StepSource:
-    path: str   # as shown to the user, e.g. "metrics/deco.json"
+    path: str   # as shown to the user, e.g. "evaluation/deco.json"
     field: str  # dotted key holding the step, e.g. "train_step" or "protocol.train_steps"
     stage: str  # the DVC stage that writes it, e.g. "evaluate@deco"
 
 
 def model_sources(model: str) -> dict[str, StepSource]:
     """The per-model outputs that carry a step, keyed as load_inputs keys them (report.inputs)."""
-    return {"metrics": StepSource(f"metrics/{model}.json", "train_step", f"evaluate@{model}"),
+    return {"metrics": StepSource(f"evaluation/{model}.json", "train_step", f"evaluate@{model}"),
             "sample_info": StepSource(f"previews/{model}.json", "train_step", f"sample@{model}"),
             "train_summary": StepSource(f"metrics/train/{model}.json", "steps", f"train@{model}")}
 

@@ -36,6 +36,8 @@ class Series:
     color: str | None = None
     extra: dict = field(default_factory=dict)
     model: str | None = None  # the model key this series shows (written as data-model on its marks and legend)
+    lo: list[float | None] | None = None  # an interval around y (both or neither): drawn as a shaded band
+    hi: list[float | None] | None = None
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -89,22 +91,35 @@ def _finite_points(s: Series, log_x: bool) -> list[tuple[float, float]]:
     return pts
 
 
+def _band(s: Series, log_x: bool) -> list[tuple[float, float, float]]:
+    """(x, lo, hi) of the points of `s` with a finite interval (none without s.lo and s.hi)."""
+    if s.lo is None or s.hi is None:
+        return []
+    return [(float(x), float(lo), float(hi)) for x, lo, hi in zip(s.x, s.lo, s.hi)
+            if None not in (x, lo, hi) and all(map(math.isfinite, (x, lo, hi))) and not (log_x and x <= 0)]
+
+
 def line_plot(series: list[Series], *, title: str, x_label: str, y_label: str, log_x: bool = False,
               width: int = 560, height: int = 320, y_min: float | None = None, y_max: float | None = None,
               x_ticks: list[float] | None = None) -> str:
-    """An SVG line plot with axes, ticks, axis labels and a legend. Missing (None/NaN) points are skipped.
-    `x_ticks` fixes the x ticks (and the axis range) of a linear axis."""
-    ml, mr, mt, mb = 64, 16, 28, 48 + 16 * ((len(series) + 1) // 2)
+    """An SVG line plot with axes, ticks, axis labels and a legend. Missing (None/NaN) points are skipped; a series
+    with lo/hi gets its interval as a shaded band. `x_ticks` fixes the x ticks (and the axis range) of a linear
+    axis. A long title wraps; legend labels too long for two columns take one column."""
+    title_lines = wrap(title, width - 16, 12)
+    two_cols = all(28 + text_width(s.label, 10) + 8 <= (width - 80) / 2 for s in series)
+    legend_rows = (len(series) + 1) // 2 if two_cols else len(series)
+    ml, mr, mt, mb = 64, 16, 12 + 16 * len(title_lines), 48 + 16 * legend_rows
+    height += mt - 28 + 16 * (legend_rows - (len(series) + 1) // 2)
     pw, ph = width - ml - mr, height - mt - mb
     if ph < 40:
         height, ph = height + 40 - ph, 40
     pts = {i: _finite_points(s, log_x) for i, s in enumerate(series)}
+    bands = {i: _band(s, log_x) for i, s in enumerate(series)}
     xs = [p[0] for v in pts.values() for p in v]
-    ys = [p[1] for v in pts.values() for p in v]
+    ys = [p[1] for v in pts.values() for p in v] + [y for v in bands.values() for b in v for y in b[1:]]
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-           f"<title>{escape(title)}</title>",
-           f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" class="plot-title">{escape(title)}</text>']
+           f"<title>{escape(title)}</title>", _text_lines(title_lines, width / 2, 16, 12, "plot-title", "middle")]
     if not xs:
         out.append(f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle">no data</text></svg>')
         return "".join(out)
@@ -142,6 +157,13 @@ def line_plot(series: list[Series], *, title: str, x_label: str, y_label: str, l
                f'{escape(x_label)}{" (log scale)" if log_x else ""}</text>')
     out.append(f'<text transform="translate(14 {mt + ph / 2:.1f}) rotate(-90)" text-anchor="middle" '
                f'class="axis-label">{escape(y_label)}</text>')
+    for i, s in enumerate(series):  # bands first, under every line
+        if len(bands[i]) > 1:
+            b = bands[i]
+            ring = [(px(x), py(hi)) for x, _, hi in b] + [(px(x), py(lo)) for x, lo, _ in reversed(b)]
+            out.append(f'<polygon points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in ring)}" '
+                       f'fill="{s.color or PALETTE[i % len(PALETTE)]}" fill-opacity="0.15" stroke="none" '
+                       f'class="band"{_model_attr(s.model)}/>')
     for i, s in enumerate(series):
         color = s.color or PALETTE[i % len(PALETTE)]
         dash = DASHES.get(s.style, "")
@@ -153,8 +175,8 @@ def line_plot(series: list[Series], *, title: str, x_label: str, y_label: str, l
             out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"{dash_attr}{m_attr}/>')
         if s.markers or len(p) == 1:
             out.extend(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"{m_attr}/>' for x, y in p)
-        lx = ml + (i % 2) * (pw / 2)
-        ly = mt + ph + 44 + 16 * (i // 2)
+        lx = ml + (i % 2) * (pw / 2) if two_cols else ml
+        ly = mt + ph + 44 + 16 * (i // 2 if two_cols else i)
         out.append(f'<line x1="{lx:.1f}" y1="{ly - 4}" x2="{lx + 22:.1f}" y2="{ly - 4}" stroke="{color}" '
                    f'stroke-width="2"{dash_attr}{m_attr}/><text x="{lx + 28:.1f}" y="{ly}" class="legend">'
                    f'{escape(s.label)}</text>')
@@ -162,58 +184,117 @@ def line_plot(series: list[Series], *, title: str, x_label: str, y_label: str, l
     return "".join(out)
 
 
-def bar_chart(groups: list[str], values: dict[str, list[float | None]], *, title: str, y_label: str,
-              width: int = 560, height: int = 280, colors: dict[str, str] | None = None,
-              models: dict[str, str] | None = None) -> str:
-    """Grouped bars: one group per entry of `groups`, one bar per key of `values` (None: no bar, 'n/a').
-    `colors`: {values key: colour} (others cycle the palette); `models`: {values key: model key} (data-model)."""
+# Text widths are estimated, not measured (no fonts here): a generous average advance per character of the report's
+# sans-serif font, so labels are laid out with room to spare (the browser test measures that none overlap).
+CHAR_W = 0.62
+
+
+def text_width(text: str, size: float) -> float:
+    return len(text) * size * CHAR_W
+
+
+def wrap(text: str, max_width: float, size: float) -> list[str]:
+    """`text` in lines of at most `max_width` pixels (estimated) at font `size`, broken at spaces; a single word
+    longer than that keeps a line of its own."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and text_width(f"{lines[-1]} {word}", size) <= max_width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _text_lines(lines: list[str], x: float, y: float, size: float, cls: str, anchor: str = "start") -> str:
+    """One <text> per line (each with its own box, so an overlap check sees every line), `size` px apart."""
+    return "".join(f'<text x="{x:.1f}" y="{y + i * (size + 2):.1f}" text-anchor="{anchor}" class="{cls}">'
+                   f"{escape(line)}</text>" for i, line in enumerate(lines))
+
+
+def hbar_chart(groups: list[str], values: dict[str, list[float | None]], *, title: str, x_label: str,
+               width: int = 560, colors: dict[str, str] | None = None, models: dict[str, str] | None = None,
+               digits: int = 3) -> str:
+    """Horizontal grouped bars, one unit per chart: a row of bars per entry of `groups` (its label, wrapped, left
+    of the bars), one bar per key of `values` (None: 'n/a'), each bar's value written at its end, and a legend when
+    there is more than one key. `colors`: {values key: colour} (others cycle the palette); `models`: {values key:
+    model key} (data-model). The height follows from the rows, so labels never have to share a line."""
     colors, models = colors or {}, models or {}
+    keys = list(values)
 
     def color(k: int, label: str) -> str:
         return colors.get(label) or PALETTE[k % len(PALETTE)]
 
-    ml, mr, mt, mb = 64, 16, 28, 40 + 16 * ((len(values) + 1) // 2)
-    pw, ph = width - ml - mr, height - mt - mb
+    tick, bar_h, bar_gap, group_gap = 10.0, 14.0, 3.0, 10.0
     finite = [v for vs in values.values() for v in vs if v is not None and math.isfinite(v)]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-           f"<title>{escape(title)}</title>",
-           f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" class="plot-title">{escape(title)}</text>']
+    title_lines = wrap(title, width - 16, 12)
+    mt = 12 + 16 * len(title_lines)
+
+    def svg(body: list[str], height: float) -> str:
+        h = math.ceil(height)
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{h}" '
+                f'viewBox="0 0 {width} {h}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+                + _text_lines(title_lines, width / 2, 20, 12, "plot-title", "middle") + "".join(body) + "</svg>")
+
     if not finite or not groups:
-        out.append(f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle">no data</text></svg>')
-        return "".join(out)
-    yt = nice_ticks(min(0.0, min(finite)), max(finite))
-    lo, hi = yt[0], yt[-1]
+        return svg([f'<text x="{width / 2:.1f}" y="{mt + 20}" text-anchor="middle">no data</text>'], mt + 40)
+    labels = {g: wrap(g, width * 0.38, tick) for g in groups}
+    ml = 8 + max(text_width(line, tick) for ls in labels.values() for line in ls) + 8
+    value_text = {(k, g): fmt_tick(round(vs[g], digits)) if vs[g] is not None and math.isfinite(vs[g]) else "n/a"
+                  for k, vs in values.items() for g in range(min(len(vs), len(groups)))}
+    mr = max(text_width(t, tick) for t in value_text.values()) + 12
+    pw = width - ml - mr
+    xt = nice_ticks(0.0, max(max(finite), 0.0) or 1.0)
+    hi = xt[-1]
 
-    def py(y: float) -> float:
-        return mt + ph - (y - lo) / ((hi - lo) or 1.0) * ph
+    def px(v: float) -> float:
+        return ml + max(v, 0.0) / hi * pw
 
-    out.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for t in yt:
-        out.append(f'<line x1="{ml - 4}" y1="{py(t):.1f}" x2="{ml + pw}" y2="{py(t):.1f}" stroke="#e5e5e5"/>'
-                   f'<text x="{ml - 6}" y="{py(t) + 4:.1f}" text-anchor="end" class="tick">{fmt_tick(t)}</text>')
-    out.append(f'<text transform="translate(14 {mt + ph / 2:.1f}) rotate(-90)" text-anchor="middle" '
-               f'class="axis-label">{escape(y_label)}</text>')
-    gw = pw / len(groups)
-    bw = gw * 0.8 / max(len(values), 1)
+    out: list[str] = []
+    y = mt
+    rows = []
     for g, name in enumerate(groups):
-        out.append(f'<text x="{ml + gw * (g + 0.5):.1f}" y="{mt + ph + 16}" text-anchor="middle" class="tick">'
-                   f'{escape(name)}</text>')
-        for k, (label, vs) in enumerate(values.items()):
-            x = ml + gw * g + gw * 0.1 + bw * k
+        n_lines = len(labels[name])
+        bars_h = len(keys) * bar_h + (len(keys) - 1) * bar_gap
+        gh = max(bars_h, n_lines * (tick + 2))
+        rows.append((g, name, y, gh, bars_h))
+        y += gh + group_gap
+    ph = y - group_gap - mt + 8
+    out.append(f'<rect x="{ml:.1f}" y="{mt - 4}" width="{pw:.1f}" height="{ph:.1f}" fill="none" stroke="#999"/>')
+    for t in xt:
+        out.append(f'<line x1="{px(t):.1f}" y1="{mt - 4}" x2="{px(t):.1f}" y2="{mt - 4 + ph + 4:.1f}" stroke="#e5e5e5"/>')
+    for g, name, gy, gh, bars_h in rows:
+        n_lines = len(labels[name])
+        ly = gy + gh / 2 - (n_lines - 1) * (tick + 2) / 2 + tick * 0.35
+        out.append(_text_lines(labels[name], ml - 8, ly, tick, "tick", "end"))
+        by = gy + (gh - bars_h) / 2
+        for k, label in enumerate(keys):
+            vs = values[label]
             v = vs[g] if g < len(vs) else None
+            top = by + k * (bar_h + bar_gap)
+            text = value_text.get((label, g), "n/a")
             if v is None or not math.isfinite(v):
-                out.append(f'<text x="{x + bw / 2:.1f}" y="{py(lo) - 4:.1f}" text-anchor="middle" '
-                           f'class="tick">n/a</text>')
+                out.append(f'<text x="{ml + 4:.1f}" y="{top + bar_h * 0.75:.1f}" class="tick">n/a</text>')
                 continue
-            top, base = py(max(v, 0.0)), py(min(v, 0.0))
-            out.append(f'<rect x="{x:.1f}" y="{top:.1f}" width="{bw:.1f}" height="{max(base - top, 0.5):.1f}" '
+            w = max(px(v) - ml, 0.5)
+            out.append(f'<rect x="{ml:.1f}" y="{top:.1f}" width="{w:.1f}" height="{bar_h:.1f}" '
                        f'fill="{color(k, label)}"{_model_attr(models.get(label))}><title>{escape(label)}: {v:.4g}'
-                       f'</title></rect>')
-    for k, label in enumerate(values):
-        lx, ly = ml + (k % 2) * (pw / 2), mt + ph + 34 + 16 * (k // 2)
-        out.append(f'<rect x="{lx:.1f}" y="{ly - 9}" width="12" height="10" fill="{color(k, label)}"'
-                   f'{_model_attr(models.get(label))}/>'
-                   f'<text x="{lx + 18:.1f}" y="{ly}" class="legend">{escape(label)}</text>')
-    out.append("</svg>")
-    return "".join(out)
+                       f"</title></rect>"
+                       f'<text x="{ml + w + 4:.1f}" y="{top + bar_h * 0.75:.1f}" class="tick">{escape(text)}</text>')
+    base = mt - 4 + ph
+    for t in xt:
+        out.append(f'<text x="{px(t):.1f}" y="{base + 14:.1f}" text-anchor="middle" class="tick">{fmt_tick(t)}</text>')
+    out.append(f'<text x="{ml + pw / 2:.1f}" y="{base + 30:.1f}" text-anchor="middle" class="axis-label">'
+               f"{escape(x_label)}</text>")
+    height = base + 40
+    if len(keys) > 1:  # legend: swatch + label, wrapped onto as many rows as the width needs
+        lx, ly = ml, base + 52
+        for k, label in enumerate(keys):
+            item_w = 18 + text_width(label, tick) + 16
+            if lx > ml and lx + item_w > width - 8:
+                lx, ly = ml, ly + 16
+            out.append(f'<rect x="{lx:.1f}" y="{ly - 9:.1f}" width="12" height="10" fill="{color(k, label)}"'
+                       f'{_model_attr(models.get(label))}/><text x="{lx + 18:.1f}" y="{ly:.1f}" class="legend">'
+                       f"{escape(label)}</text>")
+            lx += item_w
+        height = ly + 10
+    return svg(out, height)

@@ -1,4 +1,5 @@
-"""What every stage shares: argument parsing, strict parameter loading, threads, progress bars, clear errors."""
+"""What every stage shares: argument parsing, strict parameter loading, threads, progress bars, clear errors, the
+stage lock and GPU groups (DECO_BENCH_GPU_GROUPS: one group of GPUs per concurrently running stage, docs/queue.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +33,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def setup(params_path: str) -> Params:
     params = load_params(params_path)
+    claim_gpus(params)  # before anything asks CUDA about its devices: CUDA reads CUDA_VISIBLE_DEVICES once
     check_device(params)
     if params.run.threads > 0:
         torch.set_num_threads(params.run.threads)
@@ -41,6 +45,186 @@ def check_device(params: Params) -> None:
     if params.run.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError([("run.device", "'cuda' is asked for but no CUDA device is visible on this machine; set "
                                           "run.device to auto or cpu, or run on a machine with a GPU")])
+
+
+GPU_GROUPS_ENV = "DECO_BENCH_GPU_GROUPS"  # "0,1;2,3;4,5;6,7": the GPU groups concurrent stage processes share out
+GPU_LOCK_DIR_ENV = "DECO_BENCH_GPU_LOCK_DIR"  # an absolute folder for the per-device locks (default below)
+GPU_GROUP_ENV = "DECO_BENCH_GPU_GROUP"  # set by the process holding a group: its children (torchrun ranks) inherit it
+_DEVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.-]*")  # an index (3), a GPU or MIG UUID (GPU-8c1f..., MIG-...)
+
+
+class GpuGroupError(DecoBenchError):
+    """DECO_BENCH_GPU_GROUPS or DECO_BENCH_GPU_LOCK_DIR is malformed, or does not fit the parameters."""
+
+
+class GpuGroupBusyError(DecoBenchError):
+    """Every GPU group stayed held by other processes for longer than the caller was willing to wait."""
+
+
+def parse_gpu_groups(spec: str) -> list[tuple[str, ...]]:
+    """'0,1;2,3' -> [('0', '1'), ('2', '3')]: groups separated by ';', the devices of a group by ','.
+
+    Each device is what CUDA_VISIBLE_DEVICES accepts (an index or a GPU/MIG UUID), and no device may be in two
+    groups (two processes would then share it). Anything else is a GpuGroupError naming the first problem.
+    """
+    hint = f"expected e.g. {GPU_GROUPS_ENV}='0,1;2,3' (groups separated by ';', the devices of a group by ',')"
+    if not spec.strip():
+        raise GpuGroupError(f"{GPU_GROUPS_ENV} is set but empty; {hint}, or unset it")
+    groups: list[tuple[str, ...]] = []
+    owner: dict[str, int] = {}
+    for i, part in enumerate(spec.split(";"), start=1):
+        devices = tuple(d.strip() for d in part.split(","))
+        bad = [d for d in devices if not _DEVICE.fullmatch(d)]
+        if bad:
+            raise GpuGroupError(f"{GPU_GROUPS_ENV}={spec!r}: group {i} ({part.strip()!r}) has "
+                                f"{'an empty device' if bad[0] == '' else f'a bad device {bad[0]!r}'}; {hint}")
+        for d in devices:
+            if d in owner:
+                raise GpuGroupError(f"{GPU_GROUPS_ENV}={spec!r}: device {d} is in group {owner[d]} and group {i}; "
+                                    f"a device may be in one group only")
+            owner[d] = i
+        groups.append(devices)
+    return groups
+
+
+def gpu_lock_dir() -> Path:
+    """Where the per-device locks live: DECO_BENCH_GPU_LOCK_DIR, else <tmp>/deco-bench-gpus-<uid>. It must be
+    absolute and the same for every worker: queued experiments run in temporary copies of the repository."""
+    value = os.environ.get(GPU_LOCK_DIR_ENV)
+    if value is None:
+        return Path(tempfile.gettempdir()) / f"deco-bench-gpus-{os.getuid()}"
+    if not os.path.isabs(value):
+        raise GpuGroupError(f"{GPU_LOCK_DIR_ENV}={value!r} is not an absolute path: every worker (each in its own "
+                            f"temporary copy of the repository) must find the same locks")
+    return Path(value)
+
+
+@dataclass
+class GpuClaim:
+    """A GPU group held by this process: one flock per device, released when the files close (at exit at the
+    latest, however the process ends)."""
+
+    index: int  # 1-based position of the group in the spec
+    devices: tuple[str, ...]
+    files: list = field(default_factory=list)
+
+    def release(self) -> None:
+        for f in self.files:
+            with contextlib.suppress(OSError):
+                f.truncate(0)
+            f.close()
+        self.files = []
+
+
+def _device_lock(lock_dir: Path, device: str) -> Path:
+    return lock_dir / f"gpu-{device}.lock"
+
+
+def _try_group(lock_dir: Path, devices: tuple[str, ...]) -> list | None:
+    """Lock every device of the group, or none of them."""
+    held = []
+    for d in devices:
+        f = open(_device_lock(lock_dir, d), "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            for h in held:
+                h.close()
+            return None
+        held.append(f)
+    return held
+
+
+def _device_holder(lock_dir: Path, device: str) -> str | None:
+    """Who holds a device's lock (its first line), or None when it is free."""
+    with open(_device_lock(lock_dir, device), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return (f.read().strip().splitlines() or ["a process that has not written its name yet"])[0]
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
+def claim_gpu_group(groups: list[tuple[str, ...]], lock_dir: Path, *, timeout: float | None = None,
+                    poll: float = 2.0, say: Callable[[str], None] | None = None, what: str = "") -> GpuClaim:
+    """Hold the first group whose devices are all free (an exclusive flock per device under `lock_dir`).
+
+    When every group is held, say so once (naming the holders) and wait, checking every `poll` seconds, for up to
+    `timeout` seconds (None: as long as it takes), then raise GpuGroupBusyError.
+    """
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    start, told = time.monotonic(), False
+    while True:
+        for index, devices in enumerate(groups, start=1):
+            held = _try_group(lock_dir, devices)
+            if held is not None:
+                for f in held:
+                    with contextlib.suppress(OSError):  # the record is for messages only: the flock is what counts
+                        f.seek(0)
+                        f.truncate()
+                        f.write(f"PID {os.getpid()}, GPU group {','.join(devices)}, since "
+                                f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {what or stage_command()}\n")
+                        f.flush()
+                if told:
+                    say(f"GPU group {','.join(devices)} is free now: starting")
+                return GpuClaim(index, devices, held)
+        waited = time.monotonic() - start
+        if timeout is not None and waited >= timeout:
+            raise GpuGroupBusyError(f"no GPU group of {len(groups)} came free in {timeout:g} s "
+                                    f"({_describe_groups(groups, lock_dir)})")
+        if not told:
+            say(f"waiting for a GPU group: all {len(groups)} of {GPU_GROUPS_ENV} are in use "
+                f"({_describe_groups(groups, lock_dir)}); this stage starts when one is released")
+            told = True
+        time.sleep(poll if timeout is None else max(0.0, min(poll, timeout - waited)))
+
+
+def _describe_groups(groups: list[tuple[str, ...]], lock_dir: Path) -> str:
+    holders = []
+    for devices in groups:
+        held = {h for d in devices if (h := _device_holder(lock_dir, d)) is not None}
+        holders.append(f"{','.join(devices)}: " + ("; ".join(sorted(held)) if held else "free"))
+    return " | ".join(holders)
+
+
+_GPU_CLAIM: GpuClaim | None = None
+
+
+def claim_gpus(params: Params) -> GpuClaim | None:
+    """One GPU group per concurrently running stage (queued experiments: docs/queue.md).
+
+    With DECO_BENCH_GPU_GROUPS set (and run.device not cpu), take the first free group, make it this process's
+    CUDA_VISIBLE_DEVICES and hold it until the process exits. Called before CUDA is asked anything, and before
+    the torchrun relaunch: the lock files stay open across exec (torchrun holds them) and the ranks inherit
+    CUDA_VISIBLE_DEVICES and DECO_BENCH_GPU_GROUP, which tells them (and any other child) not to claim again.
+    """
+    global _GPU_CLAIM
+    spec = os.environ.get(GPU_GROUPS_ENV)
+    if spec is None or params.run.device == "cpu" or _GPU_CLAIM is not None or under_torchrun() \
+            or os.environ.get(GPU_GROUP_ENV):
+        return _GPU_CLAIM
+    groups = parse_gpu_groups(spec)
+    small = [g for g in groups if len(g) < params.run.nproc]
+    if small:
+        raise GpuGroupError(f"run.nproc is {params.run.nproc} (processes per node, one GPU each) but "
+                            f"{GPU_GROUPS_ENV}={spec!r} has a group of {len(small[0])} device(s) "
+                            f"({','.join(small[0])}): give every group at least {params.run.nproc} devices")
+    if torch.cuda.is_initialized():
+        raise GpuGroupError("CUDA was initialised before the GPU group was claimed, so CUDA_VISIBLE_DEVICES "
+                            "cannot take effect in this process")
+    claim = claim_gpu_group(groups, gpu_lock_dir())
+    for f in claim.files:  # a torchrun relaunch execs this process: it keeps holding the group
+        os.set_inheritable(f.fileno(), True)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claim.devices)
+    os.environ[GPU_GROUP_ENV] = ",".join(claim.devices)
+    print(f"GPU group {claim.index} of {len(groups)} ({GPU_GROUPS_ENV}): CUDA_VISIBLE_DEVICES="
+          f"{os.environ['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
+    _GPU_CLAIM = claim
+    return claim
 
 
 def remove_temporaries(*folders: Path, names: tuple[str, ...] | None = None) -> None:

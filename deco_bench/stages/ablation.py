@@ -1,10 +1,11 @@
 """Stage `ablation`: paper Tables 1 and 4 from our metrics, report-ready.
 
 The variants are ordinary `models:` entries, trained, sampled and evaluated by the foreach stages; this stage only
-reads metrics/<m>.json for exactly the models of params.yaml (any other file in the folder is ignored), checks that
-each records the training step params train.steps (its "train_step"; report.steps.TrainStepMismatchError names the
-files that do not), and writes ablation/tables.json (deco_bench.studies.ablation.build_tables): per axis our metric per
-setting with its bootstrap interval beside the paper's FID, the best setting of each side, the setting pairs that
+reads evaluation/<m>.json (the evaluate stage's full result: metric, interval, bootstrap replicates) for exactly
+the models of params.yaml (any other file in the folder is ignored), checks that each records the training step
+params train.steps (its "train_step"; report.steps.TrainStepMismatchError names the files that do not), and writes
+ablation/tables.json (deco_bench.studies.ablation.build_tables): per axis our metric per setting with its bootstrap
+interval beside the paper's FID, the best setting of each side, the setting pairs that
 we rank differently from the paper, and how many of our differences are significant. Axes without a trained
 variant at this profile are listed as "not run at this profile".
 """
@@ -21,12 +22,12 @@ from deco_bench.stages import _common
 from deco_bench.studies.ablation import build_tables
 
 
-def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
+def read_evaluations(evaluation_dir: Path, names) -> dict[str, dict]:
     out = {}
     for name in names:
-        path = metrics_dir / f"{name}.json"
+        path = evaluation_dir / f"{name}.json"
         if not path.exists():
-            raise MissingFileError(f"{path}: no metrics for model {name!r} (run its evaluate stage)")
+            raise MissingFileError(f"{path}: no evaluation of model {name!r} (run its evaluate stage)")
         try:
             out[name] = json.loads(path.read_text())
         except json.JSONDecodeError as e:
@@ -36,11 +37,11 @@ def read_metrics(metrics_dir: Path, names) -> dict[str, dict]:
     return out
 
 
-def run(params_path: str, metrics_dir: Path, out_dir: Path) -> None:
+def run(params_path: str, evaluation_dir: Path, out_dir: Path) -> None:
     p = _common.setup(params_path)
     _common.remove_temporaries(out_dir)
-    metrics = read_metrics(metrics_dir, p.models)
-    check_steps([(StepSource(str(metrics_dir / f"{m}.json"), "train_step", f"evaluate@{m}"), doc)
+    metrics = read_evaluations(evaluation_dir, p.models)
+    check_steps([(StepSource(str(evaluation_dir / f"{m}.json"), "train_step", f"evaluate@{m}"), doc)
                  for m, doc in metrics.items()], p.train.steps)
     tables = build_tables(metrics, p, metric=p.ablation.metric, train_steps=p.train.steps)
     atomic_write_json(out_dir / "tables.json", tables)
@@ -49,10 +50,11 @@ def run(params_path: str, metrics_dir: Path, out_dir: Path) -> None:
 
 def main() -> None:
     ap = _common.parser(__doc__)
-    ap.add_argument("--metrics", type=Path, default=Path("metrics"))
+    ap.add_argument("--evaluation", type=Path, default=Path("evaluation"),
+                    help="folder of the evaluate stage's evaluation/<model>.json")
     ap.add_argument("--out", type=Path, default=Path("ablation"))
     args = ap.parse_args()
-    _common.main_wrapper(lambda: run(args.params, args.metrics, args.out))
+    _common.main_wrapper(lambda: run(args.params, args.evaluation, args.out))
 
 
 if __name__ == "__main__":

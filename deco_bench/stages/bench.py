@@ -1,13 +1,15 @@
 """Stage `bench`: DeCo vs the baseline side by side -- training-step throughput, sampling time per image, peak
 memory, NVML telemetry and energy, FLOPs and MFU -- stamped with the environment fingerprint.
 
-    python -m deco_bench.stages.bench --out bench/results.json                 # params.yaml `bench:` (make repro)
+    python -m deco_bench.stages.bench --out bench/results.json \\
+        --summary bench/summary.json                                            # params.yaml `bench:` (make repro)
     python -m deco_bench.stages.bench --profile-gpu-paper --out bench/recordings/h200-DATE.json \\
         --record-note "..."                                                     # DeCo-XL vs Baseline-XL, 256 + 512
     python -m deco_bench.stages.bench --compile none,blocks,full ...            # train.compile modes side by side
 
 Timings depend on the machine, so dvc.yaml marks this stage `always_changed` (never restored from the
-run-cache). On CPU the GPU-only fields (CUDA allocator, NVML, MFU) are null with the reason.
+run-cache). On CPU the GPU-only fields (CUDA allocator, NVML, MFU) are null with the reason. --summary writes the
+stage's DVC metrics: the headline figures and DeCo/baseline ratios, numbers only (deco_bench/bench/summary.py).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from deco_bench import config as cfgmod
 from deco_bench.bench import env as envmod
 from deco_bench.bench.params import check_sizes, paper_gpu_profile, paper_specs, specs_from_params
 from deco_bench.bench.runner import Telemetry, autocast_dtype, run_benchmark
+from deco_bench.bench.summary import summarise
 from deco_bench.config import to_dict
-from deco_bench.io import atomic_write_json
+from deco_bench.io import atomic_write_json, atomic_write_metrics
 from deco_bench.stages import _common
 from deco_bench.training.compile import MODES
 from deco_bench.training.distributed import resolve_device
@@ -78,12 +81,16 @@ def run(args) -> None:
     if args.record_note:
         result["recording"] = {"date": datetime.date.today().isoformat(), "note": args.record_note}
     atomic_write_json(args.out, result)
+    if args.summary:
+        atomic_write_metrics(args.summary, summarise(result))
     print(f"bench: wrote {args.out} in {result['wall_s']:.1f} s", file=sys.stderr)
 
 
 def main() -> None:
     ap = _common.parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    ap.add_argument("--summary", type=Path, default=None,
+                    help="also write the headline figures and ratios, numbers only (DVC metrics: bench/summary.json)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: run.device")
     ap.add_argument("--profile-gpu-paper", action="store_true",
                     help="DeCo-XL vs Baseline-XL at 256 and 512 (bench.params.paper_gpu_profile); ignores --params")

@@ -5,9 +5,11 @@ models is sampled with the same seeds (sample i: noise (sample.seed, i), class i
 feature space with a bootstrap. Outputs in <out>/:
   points/<model>/step_XXXXXXXX.json  one checkpoint: metrics, intervals, bootstrap replicates, settings fingerprint
   samples/<model>/step_XXXXXXXX.npz  its samples (ADM format), with a .sample.json fingerprint beside it
-  curves.json                        rows {model, label, step, images_seen, elapsed_s, metric, lo, hi}
-  plots/<model>.json                 the same rows per model (DVC plots: one series per file)
-  speedup.json                       speed-up in iterations, wall-clock and images seen, intervals, the paper's points
+  curves.json                        rows {model, label, step, images_seen, elapsed_s, metric, lo, hi} (the
+                                     top-level plots of dvc.yaml draw them as one chart with the intervals as bands)
+  summary.json                       speed-up in iterations, wall-clock and images seen, intervals, the statement,
+                                     reasons and the paper's points (what the report reads)
+  speedup.json                       DVC metrics, numbers only: the speed-ups and their interval bounds
 A checkpoint whose point file carries the current fingerprint (weights, settings, reference, feature net, code) is
 not recomputed, so adding a step to the schedule evaluates only the new checkpoints.
 """
@@ -97,6 +99,21 @@ def evaluate_point(p: cfgmod.Params, conv: cfgmod.ConvergenceParams, it: dict, m
                                     **cfgmod.to_dict(res)})
 
 
+def speedup_metrics(speed: dict) -> dict[str, float]:
+    """speedup.json (DVC metrics): the speed-ups in iterations and wall-clock with their interval bounds as
+    `_lo`/`_hi` keys, the share of bootstrap replicates where DeCo reaches the target, and the images per point.
+    Numbers only: a value that does not exist (DeCo never reaches the target, an interval end without a bound) is
+    left out; summary.json says why."""
+    out: dict[str, float] = {}
+    for name, interval in (("iters", "interval"), ("wall", "interval_wall")):
+        values = {"": speed.get(f"speedup_{name}"), **dict(zip(("_lo", "_hi"), speed.get(interval) or (None, None)))}
+        out.update({f"speedup_{name}{end}": float(v) for end, v in values.items() if v is not None})
+    for key in ("fraction_reached", "num_images"):
+        if speed.get(key) is not None:
+            out[key] = speed[key]
+    return out
+
+
 def read_log(path: Path, last_step: int) -> dict[str, list[float]]:
     """The training log's step/elapsed_s/images_seen columns up to `last_step` (train.steps), never beyond it."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -137,9 +154,8 @@ def run(params_path: str, runs: Path, data_dir: Path, evalnet: Path, out: Path) 
                                labels={m: p.model(m).label or m for m in points})
     speed.update(scale=p.run.scale, profile=p.run.profile)
     atomic_write_json(out / "curves.json", rows)
-    for m in (conv.deco, conv.baseline):
-        atomic_write_json(out / "plots" / f"{m}.json", [r for r in rows if r["model"] == m])
-    atomic_write_json(out / "speedup.json", speed)
+    atomic_write_json(out / "summary.json", speed)
+    atomic_write_json(out / "speedup.json", speedup_metrics(speed))
     _common.write_resolved(out / "params.json", p, convergence=cfgmod.to_dict(conv), metric=metric)
 
 

@@ -5,9 +5,11 @@ feature space of a small classifier trained here on the embedded training images
 metrics carry their own names (fd_embed, ...), never "FID". With evaluate.feature_space = inception this stage
 only records that it is not used.
 
-metrics/evalnet/real.json (DVC metrics): the real-vs-real floor and ceiling every model's numbers are read against:
-`class_accuracy_real` and `fd_embed_floor` of sample.num_images held-out real crops (data/heldout.npz), scored as a
-sample set is, with bootstrap intervals.
+metrics/evalnet/real.json (DVC metrics, numbers only): the real-vs-real floor and ceiling every model's numbers are
+read against: `class_accuracy_real` (with its interval bounds) and `fd_embed_floor` of sample.num_images held-out
+real crops (data/heldout.npz), scored as a sample set is. runs/evalnet/real.json holds the whole result (every
+metric, every interval -- the floor's too, which the metrics file leaves out: resampling duplicates images, so it is
+biased upwards near zero and can lie above the value --, the bootstrap replicates, the image count).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deco_bench.config import to_dict
-from deco_bench.io import atomic_write_json, atomic_write_text, load_npz
+from deco_bench.io import atomic_write_json, atomic_write_metrics, atomic_write_text, load_npz
 from deco_bench.metrics import evaluate_samples, save_feature_net, train_feature_net
 from deco_bench.metrics.api import CLASS_ACCURACY, FD_EMBED
 from deco_bench.metrics.embed_net import extract
@@ -32,7 +34,7 @@ def run(params_path: str, data_dir: Path, out: Path, metrics: Path | None = None
     if p.evaluate.feature_space != "embed":
         atomic_write_json(out / "info.json", {"used": False, "reason": "evaluate.feature_space is inception"})
         atomic_write_text(out / "net.pt", "")  # declared output; empty = not used
-        atomic_write_json(metrics, {})  # declared metrics; the floor is an embedded-scale measure
+        atomic_write_metrics(metrics, {})  # declared metrics; the floor is an embedded-scale measure
         return
 
     train = load_npz(data_dir / "train.npz", ["images", "labels"])
@@ -46,7 +48,13 @@ def run(params_path: str, data_dir: Path, out: Path, metrics: Path | None = None
             "num_classes": int(ref["labels"].max()) + 1}
     save_feature_net(model, out / "net.pt", info)
     atomic_write_json(out / "info.json", {"used": True, **info})
-    atomic_write_json(metrics, real_vs_real(out / "net.pt", data_dir, p))
+    detail = real_vs_real(out / "net.pt", data_dir, p)
+    atomic_write_json(out / "real.json", detail)
+    atomic_write_metrics(metrics, {k: detail[k] for k in METRIC_KEYS if k in detail})
+
+
+# what metrics/evalnet/real.json holds (DVC metrics); runs/evalnet/real.json holds all of real_vs_real
+METRIC_KEYS = ("class_accuracy_real", "class_accuracy_real_lo", "class_accuracy_real_hi", "fd_embed_floor")
 
 
 def real_vs_real(net_path: Path, data_dir: Path, p) -> dict:
@@ -62,7 +70,7 @@ def real_vs_real(net_path: Path, data_dir: Path, p) -> dict:
     for name, key in (("class_accuracy_real", CLASS_ACCURACY), ("fd_embed_floor", FD_EMBED)):
         if key in result["ci"]:
             numbers[f"{name}_lo"], numbers[f"{name}_hi"] = result["ci"][key]
-    return {**numbers, "num_images": result["num_images"]}
+    return {**numbers, "num_images": result["num_images"], "evaluation": to_dict(result)}
 
 
 def main() -> None:
@@ -70,7 +78,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--out", type=Path, default=Path("runs/evalnet"))
     ap.add_argument("--metrics", type=Path, default=Path("metrics/evalnet/real.json"),
-                    help="class_accuracy_real and fd_embed_floor with their intervals (DVC metrics)")
+                    help="class_accuracy_real with its interval and fd_embed_floor (DVC metrics)")
     args = ap.parse_args()
     _common.main_wrapper(lambda: run(args.params, args.data, args.out, args.metrics))
 

@@ -12,7 +12,8 @@ ordered like a sample set (the evaluation's real-vs-real floor and class-accurac
 folder before any GPU time is spent, decode every image (in parallel, one process per CPU) and record its summary
 and the files a run will skip (data.on_bad_image: skip) or stop on (fail); the reference batch is
 `evaluate.reference` (e.g. ADM's VIRTUAL_imagenet256_labeled.npz).
-metrics/prepare/data.json (DVC metrics): the image count and how many images are skipped.
+metrics/prepare/data.json (DVC metrics, numbers only): the image count and how many images are skipped (the source
+and everything else is in data/info.json).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from deco_bench.config import to_dict
 from deco_bench.data import build_embedded_dataset
 from deco_bench.data.embedded import build_heldout_split
 from deco_bench.data.imagenet import ImageFolderDataset, check_image_folder, resolve_imagenet_root
-from deco_bench.io import atomic_savez, atomic_write_json, sha256_cached
+from deco_bench.io import atomic_savez, atomic_write_json, atomic_write_metrics, sha256_cached
 from deco_bench.metrics import weights
 from deco_bench.stages import _common
 from deco_bench import config
@@ -71,7 +72,7 @@ def run(params_path: str, out: Path, metrics: Path | None = None) -> None:
                     skipped={str(path): reason for path, reason in sorted(skipped.items())[:MAX_LISTED_SKIPS]})
     _common.write_resolved(out / "params.json", p)
     atomic_write_json(out / "info.json", info)
-    atomic_write_json(metrics, {"source": p.data.source, **counts})
+    atomic_write_metrics(metrics, counts)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from torch import nn
 from deco_bench.bench.env import hardware
 from deco_bench.config import ConfigError, Params, ReleasedRow, to_dict
 from deco_bench.diffusion.sampler import class_balanced_labels
-from deco_bench.io import ChecksumError, atomic_write_json, load_npz, sha256_cached
+from deco_bench.io import ChecksumError, atomic_write_json, atomic_write_metrics, load_npz, sha256_cached
 from deco_bench.metrics import api, ordering
 from deco_bench.metrics.weights import RequiredFile, by_filename, check_file
 from deco_bench.models import get_preset
@@ -176,12 +176,10 @@ def run_evaluate(params_path: str, name: str, out_root: Path) -> None:
                 "num_images_scored": result["num_images"], "is_ordering": "file order (ADM); the set cycles "
                 "through the classes" if not order.class_sorted else "file order (ADM); class-sorted",
                 "bootstrap_replicates": p.evaluate.bootstrap}
-    numbers = {k: float(v) for k, v in result["metrics"].items()}
-    for key, (lo, hi) in result["ci"].items():
-        numbers[f"{key}_lo"], numbers[f"{key}_hi"] = float(lo), float(hi)
+    numbers = api.flat_metrics(result, bounds=None)  # a Table 2 row: every metric with its interval bounds
     numbers["num_images"] = result["num_images"]
     numbers["nfe_per_image"] = float(manifest["nfe_per_image"])
-    atomic_write_json(out / "metrics.json", numbers)
+    atomic_write_metrics(out / "metrics.json", numbers)
     atomic_write_json(out_root / "results" / f"{name}.json", {
         "row": name, "label": row.label or name, "row_params": to_dict(row), "metrics": result["metrics"],
         "ci": result["ci"], "skipped": result["skipped"], "ordering": order.as_dict(), "protocol": protocol})

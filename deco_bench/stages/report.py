@@ -1,9 +1,9 @@
 """Stage `report`: every stage's JSON output -> reports/index.html (self-contained; reads files, computes nothing).
 
 Reads the standard paths of docs/outputs.md under --root (absent stages get a "did not run" message in their section),
-for exactly the models of params.yaml `models:` (a removed model's leftover metrics/ and previews/ files are not
-read). Stops (report.steps.TrainStepMismatchError, "error: ..." and exit 2) when an output of a model's weights
-(metrics/<m>.json and previews/<m>.json "train_step", metrics/train/<m>.json "steps", ablation/tables.json
+for exactly the models of params.yaml `models:` (a removed model's leftover evaluation/ and previews/ files are
+not read). Stops (report.steps.TrainStepMismatchError, "error: ..." and exit 2) when an output of a model's weights
+(evaluation/<m>.json and previews/<m>.json "train_step", metrics/train/<m>.json "steps", ablation/tables.json
 protocol.train_steps) records another training step than params train.steps, or none. Reads the `report:`
 section of params.yaml: `tolerance` (paper-scale verdict: |ours - paper| <= max(tolerance,
 bootstrap half-width), per paper metric), `per_class` and `max_classes` (the sample grids).

@@ -1,8 +1,10 @@
 """Stage `train@<model>`: train one variant of `models` (DeCo, baseline or an ablation) and keep its EMA weights.
 
 Outputs in runs/<model>/: final.pt (EMA weights), eval_ckpts/ (EMA weights on train.eval_ckpt_steps, for the
-convergence curve), ckpt/ (rotated resume points; DVC keeps them between runs), train_log.jsonl and
-train_curve.json (loss, images/s per logged step); metrics/train/<model>.json (summary, DVC metrics).
+convergence curve), ckpt/ (rotated resume points; DVC keeps them between runs), train_log.jsonl, params.json
+(resolved parameters, preset, device, the step it resumed from); the loss curve (--curve, a DVC plot; the pipeline
+puts it in plots/train/<model>.json) and metrics/train/<model>.json (numbers only, DVC metrics). The curve and the
+summary are rewritten at every logged step, so DVC shows a running experiment's progress (training/progress.py).
 
 Killed at any point (even SIGKILL), the same command resumes from the last checkpoint and ends with the weights
 an uninterrupted run would have. Changing a parameter that changes the training trajectory starts over.
@@ -13,19 +15,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deco_bench import config as cfgmod
 from deco_bench.data import ArrayDataset
 from deco_bench.data.imagenet import ImageFolderDataset, resolve_imagenet_root
 from deco_bench.diffusion.encoders import build_encoder as build
-from deco_bench.io import atomic_write_json, check_free_space, load_npz
+from deco_bench.io import check_free_space, load_npz
 from deco_bench.models import build_model, count_parameters
 from deco_bench.stages import _common
 from deco_bench.training.checkpoint import load_ema_weights
 from deco_bench.training.distributed import barrier, cleanup, init_distributed
 from deco_bench.training.loop import train
+from deco_bench.training.progress import LiveProgress
 from deco_bench.training.resume import LOG_NAME, reconcile, trajectory_meta
 
 
@@ -43,7 +45,8 @@ def build_encoder(p: cfgmod.Params, model_cfg):
                  image_size=p.data.resolution, patch_size=model_cfg.patch_size, seed=p.run.seed)
 
 
-def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Path) -> None:
+def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Path, curve_path: Path | None = None) -> None:
+    curve_path = curve_path or out / "train_curve.json"
     p = _common.setup(params_path)
     _common.relaunch_with_torchrun(p, "deco_bench.stages.train", sys.argv[1:])
 
@@ -57,6 +60,7 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
         _common.remove_temporaries(out, names=("final.pt", LOG_NAME, "train_curve.json", "params.json"))
         _common.remove_temporaries(out / "ckpt", out / "eval_ckpts")
         _common.remove_temporaries(summary_path.parent, names=(summary_path.name,))
+        _common.remove_temporaries(curve_path.parent, names=(curve_path.name,))
     if dist_info.is_main:  # resume checkpoints (weights + EMA + 2 AdamW moments) + eval checkpoints, float32
         n_bytes = 4 * count_parameters(net)  # checked before reconcile touches anything in `out`
         check_free_space(out, n_bytes * (4 * (p.train.keep_last + 1) + len(p.train.eval_ckpt_steps) + 1),
@@ -73,26 +77,18 @@ def run(params_path: str, name: str, data_dir: Path, out: Path, summary_path: Pa
         print(f"train@{name}: {entry.preset} ({count_parameters(net) / 1e6:.3f}M params), {len(dataset)} images, "
               f"{p.train.steps} steps x {p.train.global_batch}, world {dist_info.world_size}; {note}", file=sys.stderr)
     bar = _common.progress_bar(p.train.steps, f"train {name}", unit="step", disable=not dist_info.is_main)
+    live = LiveProgress(summary_path, curve_path, params_m=count_parameters(net) / 1e6)
     try:
         result = train(net, dataset, tp=p.train, entry=entry, seed=p.run.seed, out_dir=out, dist_info=dist_info,
                        encoder=encoder, null_label=model_cfg.num_classes, meta=meta,
-                       progress=lambda done, total: bar.update(done - bar.n), init_state=init_state)
+                       progress=lambda done, total: bar.update(done - bar.n), init_state=init_state, on_log=live)
     finally:  # end the bar's line, so a pre-emption or error message starts a line of its own
         bar.close()
     if dist_info.is_main:
-        log = result.log
-        last = log[-1] if log else {}
-        speeds = [r["images_per_s"] for r in log[1:]] or [r["images_per_s"] for r in log]
-        atomic_write_json(out / "train_curve.json", [
-            {k: r[k] for k in ("step", "loss", "fm", "freqfm", "repa", "images_per_s", "elapsed_s") if k in r}
-            for r in log])
-        atomic_write_json(summary_path, {
-            "model": name, "preset": entry.preset, "params_m": count_parameters(net) / 1e6, "steps": result.step,
-            "final_loss": last.get("loss"), "images_per_s_median": float(np.median(speeds)) if speeds else None,
-            "wall_s": last.get("elapsed_s"), "device": str(dist_info.device), "world_size": dist_info.world_size,
-            "resumed_from": result.resumed_from,
-        })
-        _common.write_resolved(out / "params.json", p, model=name, model_config=meta["model_config"])
+        live.write_final(result.log, result.step)
+        _common.write_resolved(out / "params.json", p, model=name, model_config=meta["model_config"],
+                               preset=entry.preset, params_m=live.params_m, device=str(dist_info.device),
+                               world_size=dist_info.world_size, resumed_from=result.resumed_from)
     cleanup()
 
 
@@ -102,9 +98,10 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--out", type=Path, default=None, help="default: runs/<model>")
     ap.add_argument("--summary", type=Path, default=None, help="default: metrics/train/<model>.json")
+    ap.add_argument("--curve", type=Path, default=None, help="the loss curve; default: <out>/train_curve.json")
     args = ap.parse_args()
     _common.main_wrapper(lambda: run(args.params, args.model, args.data, args.out or Path("runs") / args.model,
-                                     args.summary or Path("metrics/train") / f"{args.model}.json"))
+                                     args.summary or Path("metrics/train") / f"{args.model}.json", args.curve))
 
 
 if __name__ == "__main__":

@@ -206,7 +206,7 @@ def _ours(metrics_json: dict, key: str) -> dict:
 
 
 def _pair_test(a: dict, b: dict, key: str) -> dict:
-    """metrics.api.compare on one metric of two metrics/<m>.json documents: b - a, its interval, significance."""
+    """metrics.api.compare on one metric of two evaluation/<m>.json documents: b - a, its interval, significance."""
 
     def one(doc: dict) -> dict:
         out: dict = {"metrics": {key: doc["metrics"][key]}}
@@ -225,7 +225,7 @@ def _sign(x: float) -> int:
 def _ranking(rows: list[dict], lower_is_better: bool, docs: Mapping[str, dict] | None = None,
              metric: str | None = None) -> dict:
     """Best marks, and how our order of the settings that both we and the paper measured compares with theirs,
-    with whether each of our differences is significant (metrics.api.compare on `docs`, model -> metrics/<m>.json:
+    with whether each of our differences is significant (metrics.api.compare on `docs`, model -> evaluation/<m>.json:
     the bootstrap interval of the difference, else non-overlapping intervals). Kendall τ is over the point values;
     `significance` says how many pairs behind it differ beyond their interval ("resolved": at least one)."""
 
@@ -361,7 +361,7 @@ def build_tables(metrics_by_model: dict[str, dict], params: Params, metric: str 
                      f"samples (sampling seed {sample.seed}, {sample.num_steps} {sample.sampler} steps, CFG "
                      f"{sample.cfg_scale:g}) after {steps} training steps at batch "
                      f"{params.train.global_batch}, every variant with the same budget and seeds; intervals: "
-                     f"bootstrap over samples (metrics/<m>.json)"),
+                     f"bootstrap over samples (evaluation/<m>.json)"),
             "ci_level": CI_LEVEL,
             "train_steps": steps,
             "paper": paper.TABLE4_PROTOCOL,

@@ -202,7 +202,7 @@ def percentile_with_never(values: Sequence[float | None], level: float = CI_LEVE
 
 def statement(r: SpeedupResult, metric: str, *, deco_label: str = "DeCo", baseline_label: str = "the baseline",
               deco_last_step: float | None = None) -> str:
-    """One plain sentence saying what the curves show (for the report and speedup.json)."""
+    """One plain sentence saying what the curves show (for the report and summary.json)."""
     what = f"the baseline's {r.target} {metric} ({r.target_value:.4g}, reached at step {r.baseline_steps:.0f})"
     if r.deco_steps is None:
         horizon = f" within its {deco_last_step:.0f} iterations" if deco_last_step is not None else ""
@@ -224,7 +224,7 @@ def statement(r: SpeedupResult, metric: str, *, deco_label: str = "DeCo", baseli
 
 def summarise(points: Mapping[str, list], logs: Mapping[str, Mapping[str, Sequence[float]]],
               conv: ConvergenceParams, *, metric: str, lower_is_better: bool, labels: Mapping[str, str]) -> tuple:
-    """curves.json rows and the speedup.json object from per-checkpoint points and training logs.
+    """curves.json rows and the summary.json object from per-checkpoint points and training logs.
 
     points[m]: [{"step", "value", "lo", "hi", "bootstrap": {metric: [replicates]}}] in step order;
     logs[m]: {"step", "elapsed_s", "images_seen"} lists from runs/<m>/train_log.jsonl.

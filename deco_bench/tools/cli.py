@@ -116,11 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     rs = sub.add_parser("results", help="the run's numbers as tidy tables (CSV, Markdown, LaTeX) in reports/tables",
                         add_help=False)
     rs.set_defaults(fn=None, module="deco_bench.tools.results")
+    qu = sub.add_parser("queue", help="the profile's models (the ablation grid) as queued DVC experiments run by "
+                                      "parallel workers (ablation), and their outputs collected (gather)",
+                        add_help=False)
+    qu.set_defaults(fn=None, module="deco_bench.tools.queue")
     ev = sub.add_parser("eval", help="score an ADM-format sample .npz against a reference batch (ADM's evaluator, "
                                      "in PyTorch): SAMPLES.npz REF.npz --inception-weights FILE", add_help=False)
     ev.set_defaults(fn=None, module="deco_bench.tools.eval")
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("gate", "compare", "eval", "results"):  # these parse their own arguments
+    if argv and argv[0] in ("gate", "compare", "eval", "results", "queue"):  # these parse their own arguments
         return importlib.import_module(sub.choices[argv[0]].get_default("module")).main(argv[1:])
     args = ap.parse_args(argv)
     try:

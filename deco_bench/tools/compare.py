@@ -2,11 +2,14 @@
 
     python -m deco_bench.tools.compare --revs A B [C ...] [--out reports/compare.html]
 
-Data: `dvc exp show --json` (params and scalar metrics of every experiment and commit) -- DVC drops list values
-from metrics, so the bootstrap intervals and replicates are read with `dvc.api.read(metrics/<m>.json, rev)` (or from
-the working tree for "workspace"). `build_compare_context` is the pure part (tested on captured dvc output); a
-metric difference is marked significant when it exceeds the bootstrap interval (deco_bench.metrics.api.compare:
-the interval of the replicate-wise difference, or non-overlapping intervals without replicates).
+Data: `dvc exp show --json` (params and the numbers-only metrics files of every experiment and commit: a metric
+and its interval bounds as `<key>_lo`/`<key>_hi`). The bootstrap replicates of a model's metrics, and the intervals
+its metrics file leaves out, are in the evaluate stage's evaluation/<m>.json, read with `dvc.api.read(path, rev)`
+(or from the working tree for "workspace"); without it (not in the local DVC cache) the bounds in the metrics file
+are used. `build_compare_context` is the pure part (tested on captured dvc output); a metric difference is marked
+significant when it exceeds the bootstrap interval (deco_bench.metrics.api.compare: the interval of the
+replicate-wise difference, or non-overlapping intervals without replicates). A `_lo`/`_hi` key is shown in its
+metric's row, not as a row of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deco_bench.io import DecoBenchError, atomic_write_text, flatten
-from deco_bench.metrics.api import compare
+from deco_bench.metrics.api import BOUND_SUFFIXES, compare, unflat_metrics
 from deco_bench.report.fmt import fmt, fmt_interval, metric_name
 from deco_bench.report.render import render
 
@@ -55,9 +58,33 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def detail_path(metrics_file: str) -> str | None:
+    """The evaluate stage's full result behind a model's metrics file: metrics/<m>.json -> evaluation/<m>.json
+    (docs/outputs.md); None for the other metrics files (their bounds are all in the file)."""
+    parts = metrics_file.split("/")
+    return f"evaluation/{parts[1]}" if len(parts) == 2 and parts[0] == "metrics" and parts[1].endswith(".json") \
+        else None
+
+
+def _bound_keys(flat: dict) -> set[str]:
+    """The `<key>_lo`/`<key>_hi` keys of a metrics file whose `<key>` is there too."""
+    return {k for k in flat for s in BOUND_SUFFIXES if k.endswith(s) and k[:-len(s)] in flat}
+
+
+def _with_detail(flat: dict, detail: dict | None) -> dict:
+    """compare()'s input for one revision's metrics file: its values and bounds, with the detail's intervals and
+    bootstrap replicates where the detail has them."""
+    doc = unflat_metrics(flat)
+    if isinstance(detail, dict):
+        doc["ci"] = {**doc["ci"], **{k: v for k, v in (detail.get("ci") or {}).items() if k in doc["metrics"]}}
+        doc["bootstrap"] = {k: v for k, v in (detail.get("bootstrap") or {}).items() if k in doc["metrics"]}
+    return doc
+
+
 def build_compare_context(exp_show: list, revs: list[str], full_metrics: dict[str, dict[str, dict]] | None = None,
                           *, generated_at: str = "") -> dict:
-    """Pure: dvc exp show JSON + requested revisions (+ full metrics files per revision) -> template context.
+    """Pure: dvc exp show JSON + requested revisions (+ per revision, the detail behind each metrics file:
+    {rev: {metrics file: evaluation/<m>.json document}}) -> template context.
 
     The first revision is the reference; every other column shows its value, the difference and, for metrics
     with bootstrap data in both revisions, whether the difference exceeds the interval.
@@ -85,34 +112,32 @@ def build_compare_context(exp_show: list, revs: list[str], full_metrics: dict[st
     for f in files:
         flat = [flatten((((rec.get("data") or {}).get("metrics") or {}).get(f) or {}).get("data") or {})
                 for rec in recs]
-        full = [full_metrics.get(r, {}).get(f) for r in revs]
-        keys = sorted(k for k in set().union(*flat) if any(_is_num(fl.get(k)) for fl in flat))
+        docs = [_with_detail(fl, full_metrics.get(r, {}).get(f)) for fl, r in zip(flat, revs)]
+        bounds = set().union(*[_bound_keys(fl) for fl in flat])
+        keys = sorted(k for k in set().union(*flat) - bounds if any(_is_num(fl.get(k)) for fl in flat))
         for key in keys:
             vals = [fl.get(key) for fl in flat]
-            short = key.split(".", 1)[1] if key.startswith("metrics.") else None
             cells = [{"text": fmt(vals[0]) if vals[0] is not None else "absent", "cls": "", "note": ""}]
+            ci0 = docs[0]["ci"].get(key)
+            if ci0:
+                cells[0]["note"] = f"CI {fmt_interval(ci0)}"
             for i in range(1, len(revs)):
                 v = vals[i]
                 if not (_is_num(v) and _is_num(vals[0])):
                     cells.append({"text": fmt(v) if v is not None else "absent", "cls": "", "note": ""})
                     continue
                 d = v - vals[0]
-                cls, note = ("changed" if d != 0 else ""), ""
-                if short and full[0] and full[i] and short in full[0].get("metrics", {}) \
-                        and short in full[i].get("metrics", {}):
-                    e = compare(full[0], full[i]).get(short, {})
-                    if e.get("exceeds_interval"):
-                        cls, note = "sig", f"exceeds interval {fmt_interval(e.get('interval'))} ({e['method']})"
-                    elif e.get("exceeds_interval") is False:
-                        note = f"within interval {fmt_interval(e.get('interval'))} ({e['method']})"
-                    else:
-                        note = "no interval"
-                    ci = (full[i].get("ci") or {}).get(short)
-                    if ci:
-                        note = f"CI {fmt_interval(ci)}; " + note
+                cls, note = ("changed" if d != 0 else ""), "no interval"
+                e = compare(docs[0], docs[i]).get(key, {})
+                if e.get("exceeds_interval"):
+                    cls, note = "sig", f"exceeds interval {fmt_interval(e.get('interval'))} ({e['method']})"
+                elif e.get("exceeds_interval") is False:
+                    note = f"within interval {fmt_interval(e.get('interval'))} ({e['method']})"
+                ci = docs[i]["ci"].get(key)
+                if ci:
+                    note = f"CI {fmt_interval(ci)}; " + note
                 cells.append({"text": f"{fmt(v)} ({d:+.3g})", "cls": cls, "note": note})
-            metric_rows.append({"file": f, "key": key, "name": metric_name(short) if short else key,
-                                "cells": cells})
+            metric_rows.append({"file": f, "key": key, "name": metric_name(key), "cells": cells})
     return {"title": f"deco-bench comparison: {' vs '.join(c['name'] for c in columns)}",
             "generated_at": generated_at, "columns": columns, "param_rows": param_rows, "params_same": same,
             "metric_rows": metric_rows, "errors": [f"{c['name']}: {c['error']}" for c in columns if c["error"]]}
@@ -138,19 +163,23 @@ def exp_show(root: Path, all_commits: bool = False) -> list:
 
 
 def read_full_metrics(root: Path, rec: dict) -> dict[str, dict]:
-    """Metrics files of one revision with their lists (ci, bootstrap), which dvc exp show leaves out."""
+    """{metrics file: its detail} for one revision: evaluation/<m>.json behind each metrics/<m>.json, with the
+    intervals and bootstrap replicates the numbers-only metrics file leaves out."""
     out = {}
     for f in ((rec.get("data") or {}).get("metrics") or {}):
+        detail = detail_path(f)
+        if detail is None:
+            continue
         try:
             if rec.get("rev") == "workspace":
-                text = (root / f).read_text()
+                text = (root / detail).read_text()
             else:  # git-tracked or DVC-cached: dvc.api reads either at that revision
                 import dvc.api
 
-                text = dvc.api.read(f, repo=str(root), rev=rec["rev"])
+                text = dvc.api.read(detail, repo=str(root), rev=rec["rev"])
             out[f] = json.loads(text)
-        except Exception:  # noqa: BLE001 - any failure: this file's differences are shown without significance
-            continue  # no intervals for this file: its differences are shown without significance
+        except Exception:  # noqa: BLE001 - any failure: the bounds of the metrics file are used
+            continue
     return out
 
 

@@ -3,7 +3,7 @@
 Reads the stage outputs of docs/outputs.md for the models of params.yaml and writes, into --out (default
 reports/tables/), one file per table and format:
 
-- `models`: every metric of every model, with its 95% bootstrap interval (metrics/<m>.json);
+- `models`: every metric of every model, with its 95% bootstrap interval (evaluation/<m>.json);
 - `pairs`: DeCo minus each other model, with the interval of the difference and whether it excludes 0
   (metrics.api.compare, as the report computes it);
 - `table2`: paper Table 2 beside the rows regenerated from the released checkpoints (reports/table2.json), when
@@ -42,7 +42,7 @@ def _json(path: Path):
 def models_table(root: Path, names: list[str]) -> pd.DataFrame | None:
     rows = []
     for m in names:
-        doc = _json(root / "metrics" / f"{m}.json")
+        doc = _json(root / "evaluation" / f"{m}.json")
         if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), dict):
             continue
         for key, value in doc["metrics"].items():
@@ -53,7 +53,7 @@ def models_table(root: Path, names: list[str]) -> pd.DataFrame | None:
 
 
 def pairs_table(root: Path, names: list[str], deco: str) -> pd.DataFrame | None:
-    docs = {m: _json(root / "metrics" / f"{m}.json") for m in names}
+    docs = {m: _json(root / "evaluation" / f"{m}.json") for m in names}
     if not isinstance(docs.get(deco), dict):
         return None
     rows = []
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         params = yaml.safe_load((root / "params.yaml").read_text()) or {}
         names = [str(m) for m in (params.get("models") or {})]
         deco = str((params.get("convergence") or {}).get("deco", "deco"))
-        tables = {"models": (models_table(root, names), "metrics/<model>.json"),
-                  "pairs": (pairs_table(root, names, deco), f"metrics/{deco}.json and another model's"),
+        tables = {"models": (models_table(root, names), "evaluation/<model>.json"),
+                  "pairs": (pairs_table(root, names, deco), f"evaluation/{deco}.json and another model's"),
                   "table2": (table2_table(root), "reports/table2.json with released rows"),
                   "efficiency": (efficiency_table(root), "bench/results.json")}
         written = 0

@@ -152,6 +152,7 @@ def train(
     meta: dict[str, Any],
     progress: Callable[[int, int], Any] | None = None,
     init_state: dict[str, torch.Tensor] | None = None,
+    on_log: Callable[[list[dict]], Any] | None = None,
 ) -> TrainResult:
     """Train `net` on `dataset` (items (x in [-1, 1], label, raw in [0, 1])) until tp.steps, resuming if possible.
 
@@ -160,6 +161,8 @@ def train(
     `meta` (resolved params, model config) is stored in every checkpoint and must match on resume.
     `init_state` (weights for `net`, e.g. another run's EMA) replaces the random init of a run that starts at step 0;
     the EMA starts from the same weights.
+    `on_log` (main process only) is called with the log records so far (after a resume: the kept ones first) right
+    after each logged step's line is written: the train stage rewrites its live progress files from it.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,6 +306,8 @@ def train(
                 if log_f is not None:
                     _append_line(log_f, log_path, json.dumps(rec))
                 log_lines.append(rec)
+                if on_log is not None and dist_info.is_main:
+                    on_log(log_lines)
             if done in tp.eval_ckpt_steps and dist_info.is_main:
                 tally.check(rank=rank, lr=lr, ckpt_dir=out_dir / "ckpt")
                 atomic_torch_save({"step": done, "ema": ema.state_dict(), "meta": meta},

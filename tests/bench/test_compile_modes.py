@@ -35,7 +35,8 @@ def _params(tmp_path):
 
 def _args(params, out, **kw):
     return argparse.Namespace(**{**dict(params=str(params), out=out, device="cpu", profile_gpu_paper=False,
-                                        resolutions="", compile="", record_note="", train_batch=0, train_only=False),
+                                        resolutions="", compile="", record_note="", train_batch=0, train_only=False,
+                                        summary=None),
                                  **kw})
 
 

@@ -33,15 +33,15 @@ def params_file(tmp_path):
 
 def args(params: Path, out: Path, **kw) -> argparse.Namespace:
     base = dict(params=str(params), out=out, device="cpu", profile_gpu_paper=False, resolutions="", compile="",
-                record_note="", train_batch=0, train_only=False)
+                record_note="", train_batch=0, train_only=False, summary=None)
     return argparse.Namespace(**{**base, **kw})
 
 
 def test_stage_writes_result_with_fingerprint_and_null_gpu_fields(params_file, tmp_path):
     from deco_bench.stages import bench
 
-    out = tmp_path / "bench" / "results.json"
-    bench.run(args(params_file, out))
+    out, summary = tmp_path / "bench" / "results.json", tmp_path / "bench" / "summary.json"
+    bench.run(args(params_file, out, summary=summary))
     r = json.loads(out.read_text())
     env = r["env"]
     assert env["device"] == "cpu" and env["dtype"] == "float32" and env["compile"] == ["none"]
@@ -57,6 +57,16 @@ def test_stage_writes_result_with_fingerprint_and_null_gpu_fields(params_file, t
         assert phase["memory"]["host_rss_peak_bytes"] > 0
     assert r["settings"]["sizes"] == [{"resolution": 16, "train_batch": 2, "sample_batch": 2}]
     assert "deco/baseline" in case["ratios"]
+    # the DVC metrics: headline figures and ratios of the results, numbers only; CUDA memory is not measured on CPU
+    s = json.loads(summary.read_text())
+    assert s == {"deco_train_images_per_s": deco["train"]["images_per_s"]["median"],
+                 "baseline_train_images_per_s": case["models"]["baseline"]["train"]["images_per_s"]["median"],
+                 "deco_sample_images_per_s": deco["sample"]["e3"]["batch_2"]["images_per_s"]["median"],
+                 "baseline_sample_images_per_s":
+                     case["models"]["baseline"]["sample"]["e3"]["batch_2"]["images_per_s"]["median"],
+                 "deco_over_baseline_train_images_per_s": case["ratios"]["deco/baseline"]["train.images_per_s.median"],
+                 "deco_over_baseline_sample_images_per_s":
+                     case["ratios"]["deco/baseline"]["sample.e3.batch_2.images_per_s.median"]}
 
 
 def test_bad_bench_section_is_one_clear_error(params_file, tmp_path):

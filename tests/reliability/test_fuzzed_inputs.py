@@ -184,7 +184,8 @@ def test_report_inputs_of_an_unexpected_shape_are_named_in_the_page(tmp_path):
     shutil.copytree(COMPLETE, base)
     for m in MODELS:
         write_samples(base, m)
-    files = sorted(p.relative_to(base) for p in base.rglob("*.json"))
+    # every file the report reads (metrics/<m>.json, the numbers-only DVC form of evaluation/<m>.json, is not)
+    files = sorted(p.relative_to(base) for p in base.rglob("*.json") if p.parent != base / "metrics")
     originals = {rel: json.loads((base / rel).read_text()) for rel in files}
     rng = random.Random(SEED)
     whole = 0
@@ -224,4 +225,4 @@ def test_a_stray_metrics_file_alone_does_not_stop_the_report(tmp_path, monkeypat
     report.run(str(params), tmp_path, tmp_path / "reports" / "index.html")
     html = (tmp_path / "reports" / "index.html").read_text()
     assert "notes.json" not in html  # not declared, not read
-    assert "The evaluate stage did not run (no metrics/deco.json)." in html
+    assert "The evaluate stage did not run (no evaluation/deco.json)." in html

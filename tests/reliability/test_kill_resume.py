@@ -110,8 +110,11 @@ def assert_same_training(run_dir: Path, ref_dir: Path) -> None:
 
 
 def assert_nothing_partial(run_dir: Path) -> None:
-    """After a kill: no final output, and every checkpoint that a resume could pick up is complete."""
-    assert not (run_dir / "final.pt").exists() and not (run_dir / "train_summary.json").exists()
+    """After a kill: no final output (the live summary, if any, names a step short of the end), and every
+    checkpoint that a resume could pick up is complete."""
+    assert not (run_dir / "final.pt").exists() and not (run_dir / "params.json").exists()
+    if (run_dir / "train_summary.json").exists():
+        assert json.loads((run_dir / "train_summary.json").read_text())["steps"] < 30
     for step, f in ckpt.list_checkpoints(run_dir / "ckpt"):
         assert ckpt.load_checkpoint(f)["step"] == step
     for step, f in ckpt.list_checkpoints(run_dir / "eval_ckpts"):
@@ -170,8 +173,8 @@ def test_train_killed_with_sigkill_at_random_moments_resumes_bit_identically(tin
     assert len(resume_points) >= 2, f"only {len(resume_points)} kill(s) landed before the run ended"
     assert resume_points == sorted(resume_points) and resume_points[-1] < 30
     run_to_end(train_cmd(tiny_pipeline, out), root, log)
-    summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["resumed_from"] == resume_points[-1]
+    assert json.loads((out / "params.json").read_text())["resumed_from"] == resume_points[-1]
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 30
     assert_same_training(out, references("train"))
 
 
@@ -195,7 +198,7 @@ def test_sigterm_checkpoints_at_the_current_step_and_rerun_completes_identically
     assert [r["step"] for r in log_records(out)] == list(range(1, stopped + 1))
     assert_nothing_partial(out)
     run_to_end(train_cmd(tiny_pipeline, out), root, log)
-    assert json.loads((out / "train_summary.json").read_text())["resumed_from"] == stopped
+    assert json.loads((out / "params.json").read_text())["resumed_from"] == stopped
     assert_same_training(out, references("train"))
 
 
@@ -248,7 +251,7 @@ def test_an_orphaned_trainer_is_named_to_a_second_run_and_ctrl_c_checkpoints_it(
     assert [r["step"] for r in log_records(out)] == list(range(1, stopped + 1))  # every step once, none lost
     assert_nothing_partial(out)
     run_to_end(cmd, root, log)
-    assert json.loads((out / "train_summary.json").read_text())["resumed_from"] == stopped
+    assert json.loads((out / "params.json").read_text())["resumed_from"] == stopped
     assert_same_training(out, references("train"))
 
 

@@ -63,11 +63,11 @@ def test_convergence_and_evaluate_remove_their_leftovers_even_when_they_stop_ear
     with pytest.raises(MissingFileError, match="reference.npz: reference batch not found"):
         convergence.run(str(params), tmp_path / "runs", tmp_path / "data", tmp_path / "net.pt", out)
     assert not any(p.exists() for p in left) and temporaries(tmp_path) == []
-    metrics = leave(tmp_path / "metrics", "deco.json")
+    metrics, detail = leave(tmp_path / "metrics", "deco.json"), leave(tmp_path / "evaluation", "deco.json")
     with pytest.raises(MissingFileError):
         evaluate.run(str(params), "deco", tmp_path / "none.npz", tmp_path / "data", tmp_path / "net.pt",
                      tmp_path / "metrics" / "deco.json")
-    assert not metrics.exists()
+    assert not metrics.exists() and not detail.exists()
 
 
 # ---- a full disk ---------------------------------------------------------------------------------------------------

@@ -37,11 +37,12 @@ N = 20  # TINY trains 30 steps; eval checkpoints at 5 and 20, resume points ever
 
 
 def train_to(pipe: dict, out: Path, steps: int, tmp: Path, **train_overrides) -> dict:
-    """Run the train stage (in-process) with train.steps = `steps`; returns its summary."""
+    """Run the train stage (in-process) with train.steps = `steps`; returns its summary (DVC metrics) and the step
+    it resumed from (in the run's params.json)."""
     params = write_params(tmp / f"params-{out.name}-{steps}.yaml", train={"steps": steps, **train_overrides})
     summary = out.parent / f"{out.name}-summary.json"
     train_stage.run(str(params), "deco", pipe["data"], out, summary)
-    return json.loads(summary.read_text())
+    return {**json.loads(summary.read_text()), "resumed_from": json.loads((out / "params.json").read_text())["resumed_from"]}
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -138,7 +139,7 @@ def test_relabelling_a_model_does_not_retrain(tiny_pipeline, tmp_path, keep_torc
     raw["models"]["deco"]["label"] = "Renamed in the report"
     params.write_text(yaml.safe_dump(raw))
     train_stage.run(str(params), "deco", tiny_pipeline["data"], run, tmp_path / "summary.json")
-    assert json.loads((tmp_path / "summary.json").read_text())["resumed_from"] == 6
+    assert json.loads((run / "params.json").read_text())["resumed_from"] == 6
 
 
 def test_replacing_an_init_from_file_changes_the_fingerprint(tiny_pipeline, tmp_path):

@@ -22,8 +22,8 @@ def write_samples(root: Path, model: str, n: int = 16, side: int = 8, classes: i
 
 def set_train_step(root: Path, step: int) -> None:
     """Every weights-derived output of a fixture tree records `step`, as the outputs of a `step`-step run would
-    (metrics and previews "train_step", metrics/train "steps", ablation/tables.json protocol.train_steps)."""
-    for pattern, key in (("metrics/*.json", "train_step"), ("previews/*.json", "train_step"),
+    (evaluation and previews "train_step", metrics/train "steps", ablation/tables.json protocol.train_steps)."""
+    for pattern, key in (("evaluation/*.json", "train_step"), ("previews/*.json", "train_step"),
                          ("metrics/train/*.json", "steps")):
         for f in root.glob(pattern):
             f.write_text(json.dumps({**json.loads(f.read_text()), key: step}))

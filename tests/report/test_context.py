@@ -41,7 +41,7 @@ def _section(html: str, sid: str) -> str:
 def test_complete_report_shows_every_sections_key_numbers(complete_report: Path):
     html = complete_report.read_text()
     text = _text(html)
-    met = {m: json.loads((COMPLETE / f"metrics/{m}.json").read_text()) for m in MODELS}
+    met = {m: json.loads((COMPLETE / f"evaluation/{m}.json").read_text()) for m in MODELS}
     # paper tables: every Table 2 / Table 1 FID as printed
     for row in paper.TABLE2_256 + paper.TABLE2_512 + paper.TABLE1:
         assert f"{row['fid']:.2f}" in _section(html, "paper-tables")
@@ -54,7 +54,7 @@ def test_complete_report_shows_every_sections_key_numbers(complete_report: Path)
     abl = _section(html, "ablation")
     assert "37.63" in abl and f"{met['deco_no_freqfm']['metrics']['fd_embed']:.3f}" in abl
     # convergence: our speed-up and its interval, the paper's points
-    sp = json.loads((COMPLETE / "convergence/speedup.json").read_text())
+    sp = json.loads((COMPLETE / "convergence/summary.json").read_text())
     conv = _section(html, "convergence")
     assert f"{sp['speedup_iters']:.2f}×" in conv and f"{sp['interval'][0]:.2f}" in conv
     assert "Paper Fig. 5" in conv and "2.57 FID in 400K" in conv
@@ -71,12 +71,13 @@ def test_complete_report_shows_every_sections_key_numbers(complete_report: Path)
     assert "Recording (not measured by this run)" in bsec and "2026-11-01" in bsec
     # samples: the real held-out crops first, then one embedded PNG per model, with class accuracy beside the
     # real-vs-real ceiling and FD beside the floor (metrics/evalnet/real.json)
-    assert len(re.findall(r'<img class="grid" src="data:image/png;base64,', html)) == len(MODELS) + 1
+    for sid in ("samples", "this-run"):  # full size, and side by side in the first screen
+        assert len(re.findall(r'<img class="grid" src="data:image/png;base64,', _section(html, sid))) == len(MODELS) + 1
     smp = _text(_section(html, "samples"))
     assert smp.index("Real held-out crops") < smp.index("DeCo")
     assert "assigns 0.984 [0.953, 1.000] of them to their class" in smp and "is 0.250 (the floor" in smp
     assert "Class accuracy 0.812 [0.719, 0.906] (real: 0.984 [0.953, 1.000])" in smp
-    deco_fd = json.loads((COMPLETE / "metrics/deco.json").read_text())["metrics"]["fd_embed"]
+    deco_fd = json.loads((COMPLETE / "evaluation/deco.json").read_text())["metrics"]["fd_embed"]
     assert f"{deco_fd / 0.25:.2f}× the real-vs-real floor" in smp
     # provenance: dvc.lock hashes and params
     prov = _section(html, "provenance")
@@ -88,7 +89,7 @@ def test_embedded_numbers_never_in_paper_columns_nor_called_fid(complete_report:
     html = complete_report.read_text()
     tables = _section(html, "paper-tables")
     for m in MODELS:
-        for v in json.loads((COMPLETE / f"metrics/{m}.json").read_text())["metrics"].values():
+        for v in json.loads((COMPLETE / f"evaluation/{m}.json").read_text())["metrics"].values():
             assert f"{v:.3f}" not in tables
     assert tables.count(">not comparable: embedded scale</td>") == len(paper.TABLE2_256 + paper.TABLE2_512 + paper.TABLE1)
     # no embedded metric is labelled FID anywhere: every row naming an embedded value says "embedded feature net"
@@ -100,7 +101,7 @@ def test_embedded_numbers_never_in_paper_columns_nor_called_fid(complete_report:
 @pytest.mark.parametrize("remove, message", [
     ("spectrum", "The spectrum stage did not run (no spectrum/spectrum.json)."),
     ("ablation", "The ablation stage did not run (no ablation/tables.json)."),
-    ("convergence", "The convergence stage did not run (no convergence/curves.json or convergence/speedup.json)."),
+    ("convergence", "The convergence stage did not run (no convergence/curves.json or convergence/summary.json)."),
     ("bench", "The bench stage did not run (no bench/results.json)."),
 ])
 def test_missing_stage_gives_its_message(complete_root: Path, remove: str, message: str):
@@ -113,7 +114,7 @@ def test_nothing_ran_renders_every_message(tmp_path: Path):
     shutil.copy(COMPLETE / "params.yaml", tmp_path / "params.yaml")
     html = _render(tmp_path)
     text = _text(html)
-    for msg in ("The evaluate stage did not run (no metrics/deco.json).",
+    for msg in ("The evaluate stage did not run (no evaluation/deco.json).",
                 "The sample stage did not run (no previews/<model>.npz).",
                 "The spectrum stage did not run", "The bench stage did not run", "The ablation stage did not run",
                 "The convergence stage did not run", "No dvc.lock"):
@@ -140,11 +141,11 @@ def test_paper_scale_verdict_uses_the_stated_tolerance(complete_root: Path):
     set_train_step(complete_root, 1_600_000)  # the outputs of a 1.6M-step run
     p["sample"].update(num_steps=100, cfg_scale=3.2)
     (complete_root / "params.yaml").write_text(yaml.safe_dump(p))
-    met = json.loads((complete_root / "metrics/deco.json").read_text())
+    met = json.loads((complete_root / "evaluation/deco.json").read_text())
     met.update(scale="paper", feature_space="inception",
                metrics={"fid": 1.95, "sfid": 4.47, "is": 303.0, "precision": 0.80, "recall": 0.70},
                ci={"fid": [1.90, 2.00]})
-    (complete_root / "metrics/deco.json").write_text(json.dumps(met))
+    (complete_root / "evaluation/deco.json").write_text(json.dumps(met))
     ctx = build_context(load_inputs(complete_root, environment=False))
     g = next(g for g in ctx["paper_tables"]["tables"][0]["groups"] if g["method"] == "DeCo-XL/16")
     assert g["verdict"] == "differs: Recall"  # FID +0.05 <= 0.1 passes; recall +0.09 > 0.01 fails

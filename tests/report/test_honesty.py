@@ -56,10 +56,10 @@ def test_a_removed_model_is_absent_from_the_report_and_the_ablation_tables(compl
     from deco_bench.stages.ablation import run as ablation_stage
 
     _edit_params(complete_root, lambda p: p["models"].pop("deco_no_freqfm"))
-    stray = json.loads((complete_root / "metrics/deco_no_freqfm.json").read_text())
-    # its outputs stay behind in metrics/ and previews/, even with another step: they are not read, not checked
-    _edit_json(complete_root / "metrics/deco_no_freqfm.json", train_step=7)
-    ablation_stage(str(complete_root / "params.yaml"), complete_root / "metrics", complete_root / "ablation")
+    stray = json.loads((complete_root / "evaluation/deco_no_freqfm.json").read_text())
+    # its outputs stay behind in evaluation/ and previews/, even with another step: they are not read, not checked
+    _edit_json(complete_root / "evaluation/deco_no_freqfm.json", train_step=7)
+    ablation_stage(str(complete_root / "params.yaml"), complete_root / "evaluation", complete_root / "ablation")
     tables = json.loads((complete_root / "ablation/tables.json").read_text())
     rows = [r for a in tables["table4"] + [tables["table1"]] for r in a["rows"]]
     assert {r["model"] for r in rows} == {"deco", "baseline", None} and tables["unassigned"] == {}
@@ -74,8 +74,10 @@ def test_a_removed_model_is_absent_from_the_report_and_the_ablation_tables(compl
     t1_row = re.search(r"<tr><td class=\"l\">deco_no_freqfm.*?</tr>", _section(html, "ablation"), re.S).group(0)
     assert "not run at this profile" in t1_row
     assert re.findall(r'<td class="l"><code>(\w+)</code></td>', _runs_table(html)) == ["deco", "baseline"]
-    assert len(re.findall(r'<img class="grid" src="data:image/png;base64,', html)) == 2 + 1  # + the real crops
-    kept = [json.loads((complete_root / f"metrics/{m}.json").read_text())["metrics"] for m in ("deco", "baseline")]
+    for sid in ("samples", "this-run"):
+        assert len(re.findall(r'<img class="grid" src="data:image/png;base64,', _section(html, sid))) == 2 + 1  # + real
+    assert "deco_no_freqfm" not in _section(html, "this-run")
+    kept = [json.loads((complete_root / f"evaluation/{m}.json").read_text())["metrics"] for m in ("deco", "baseline")]
     assert len(re.findall(r"<tr data-metric=", _section(html, "ours"))) == len(set(kept[0]) & set(kept[1]))  # one pair
 
 
@@ -96,7 +98,7 @@ def test_no_models_in_params_means_no_model_outputs_read(complete_root: Path):
 # ------------------------------------------------------------------------------ every model's step is checked
 
 @pytest.mark.parametrize("rel, key, stage", [
-    ("metrics/deco.json", "train_step", "evaluate@deco"),
+    ("evaluation/deco.json", "train_step", "evaluate@deco"),
     ("previews/baseline.json", "train_step", "sample@baseline"),
     ("metrics/train/deco_no_freqfm.json", "steps", "train@deco_no_freqfm"),
 ])
@@ -118,13 +120,13 @@ def test_an_output_without_a_step_predates_the_check(complete_root: Path):
 
 
 def test_every_mismatch_is_named_on_one_line(complete_root: Path):
-    _edit_json(complete_root / "metrics/deco.json", train_step=100)
+    _edit_json(complete_root / "evaluation/deco.json", train_step=100)
     tables = json.loads((complete_root / "ablation/tables.json").read_text())
     tables["protocol"]["train_steps"] = 100
     (complete_root / "ablation/tables.json").write_text(json.dumps(tables))
     with pytest.raises(TrainStepMismatchError) as err:
         _render(complete_root)
-    assert str(err.value) == ("metrics/deco.json claims training step 100, but params.yaml train.steps is 300; "
+    assert str(err.value) == ("evaluation/deco.json claims training step 100, but params.yaml train.steps is 300; "
                               "re-run `dvc repro evaluate@deco`; ablation/tables.json claims training step 100, but "
                               "params.yaml train.steps is 300; re-run `dvc repro ablation`")
     assert "\n" not in str(err.value)
@@ -180,7 +182,8 @@ def _model_colours(html: str) -> tuple[dict[str, set[str]], int]:
 
 def test_each_model_has_one_colour_in_every_chart(complete_report: Path):
     colours, charts = _model_colours(complete_report.read_text())
-    assert charts == 5  # ours and the paper's convergence, the DCT energy, bench: this run and the recording
+    assert charts == 7  # ours and the paper's convergence, the DCT energy, bench (training and sampling throughput,
+    # one chart each): this run and the recording
     assert colours == {"deco": {PALETTE[0]}, "baseline": {PALETTE[1]}}  # by position in params models
 
 
@@ -188,5 +191,5 @@ def test_a_models_colour_follows_its_position_in_params(complete_root: Path):
     _edit_params(complete_root, lambda p: p.update(models={k: p["models"][k] for k in
                                                            ("baseline", "deco_no_freqfm", "deco")}))
     colours, charts = _model_colours(_render(complete_root))
-    assert charts == 5
+    assert charts == 7
     assert colours == {"baseline": {PALETTE[0]}, "deco": {PALETTE[2]}}

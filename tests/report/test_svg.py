@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from deco_bench.report.svg import Series, bar_chart, line_plot, log_ticks, nice_ticks
+from deco_bench.report.svg import Series, hbar_chart, line_plot, log_ticks, nice_ticks, text_width, wrap
 
 
 def test_nice_ticks_cover_range_with_round_steps():
@@ -42,14 +42,57 @@ def test_line_plot_skips_missing_points_and_escapes_labels():
 
 def test_empty_plot_says_no_data():
     assert "no data" in line_plot([], title="t", x_label="x", y_label="y")
-    assert "no data" in bar_chart(["a"], {"m": [None]}, title="t", y_label="y")
+    assert "no data" in hbar_chart(["a"], {"m": [None]}, title="t", x_label="x")
 
 
-def test_bar_heights_proportional_to_values():
-    svg = bar_chart(["g"], {"a": [1.0], "b": [2.0]}, title="t", y_label="y")
-    h = [float(v) for v in re.findall(r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)" fill="#', svg)][:2]
-    # the two bars (the frame has fill="none"; legend swatches come last)
-    assert math.isclose(h[1], 2 * h[0], rel_tol=0.02)
+def _bars(svg: str) -> list[tuple[float, float, float]]:
+    """(x, y, width) of every bar (the frame has fill="none"; legend swatches are 12 px wide and come last)."""
+    return [tuple(map(float, m)) for m in
+            re.findall(r'<rect x="([^"]+)" y="([^"]+)" width="([^"]+)" height="14.0" fill="#', svg)]
+
+
+def test_bar_lengths_proportional_to_values_and_each_value_written():
+    svg = hbar_chart(["g"], {"a": [1.0], "b": [2.0]}, title="t", x_label="x")
+    (xa, ya, wa), (xb, yb, wb) = _bars(svg)
+    assert xa == xb and yb > ya and math.isclose(wb, 2 * wa, rel_tol=0.02)
+    assert ">1</text>" in svg and ">2</text>" in svg and 'class="legend">a<' in svg
+
+
+def _texts(svg: str) -> list[tuple[float, float, str]]:
+    return [(float(x), float(y), t) for x, y, t in re.findall(r'<text x="([^"]+)" y="([^"]+)"[^>]*>([^<]*)</text>', svg)]
+
+
+def test_long_group_labels_wrap_and_rows_never_share_a_line():
+    groups = ["euler100_cfg, batch 64, a rather long sampling setting name", "b", "euler50, batch 1"]
+    svg = hbar_chart(groups, {"DeCo": [1.0, 2.0, None], "Baseline": [3.0, 4.0, 5.0]}, title="t", x_label="x",
+                     width=400)
+    labels = [t for t in _texts(svg) if t[2] in wrap(groups[0], 400 * 0.38, 10) + groups[1:]]
+    assert len(labels) > len(groups)  # the first label took more than one line
+    ys = sorted(y for _, y, _ in labels)
+    assert all(b - a >= 11 for a, b in zip(ys, ys[1:]))  # 10 px text, one line each
+    assert all(x + 1 < min(bx for bx, _, _ in _bars(svg)) for x, _, _ in labels)  # right-aligned left of the bars
+    assert "n/a" in svg and len(_bars(svg)) == 5
+    height = int(re.search(r'height="(\d+)"', svg).group(1))
+    assert max(y for _, y, _ in _texts(svg)) < height  # the height grew with the rows
+
+
+def test_wrap_breaks_at_spaces_within_the_width():
+    lines = wrap("one two three four five six", text_width("one two three", 10), 10)
+    assert lines == ["one two three", "four five six"]
+    assert wrap("unbreakable", 1, 10) == ["unbreakable"]
+
+
+def test_interval_band_drawn_under_the_line_and_inside_the_range():
+    svg = line_plot([Series("a", [0, 1, 2], [1.0, 2.0, 3.0], lo=[0.5, 1.5, None], hi=[1.5, 2.5, None], model="m")],
+                    title="t", x_label="x", y_label="y")
+    band = re.search(r'<polygon points="([^"]+)"[^>]*class="band" data-model="m"', svg)
+    assert band and svg.index("<polygon") < svg.index("<polyline")
+    ring = [tuple(map(float, p.split(","))) for p in band.group(1).split()]
+    assert len(ring) == 4  # the two points with an interval, upper edge then lower edge
+    line = dict(_points(svg))
+    for x, y in ring[:2]:
+        assert y < line[x]  # the upper edge lies above the line (smaller y)
+    assert "polygon" not in line_plot([Series("a", [0, 1], [1.0, 2.0])], title="t", x_label="x", y_label="y")
 
 
 def test_model_colours_are_fixed_by_position_and_used_by_both_chart_kinds():
@@ -60,8 +103,8 @@ def test_model_colours_are_fixed_by_position_and_used_by_both_chart_kinds():
     line = line_plot([Series("B", [0, 1], [1.0, 2.0], color=colours["baseline"], model="baseline")],
                      title="t", x_label="x", y_label="y")
     assert f'stroke="{PALETTE[1]}" stroke-width="2" data-model="baseline"' in line
-    bars = bar_chart(["g"], {"DeCo": [1.0], "Base": [2.0]}, title="t", y_label="y",
-                     colors={"Base": colours["baseline"], "DeCo": colours["deco"]},
-                     models={"Base": "baseline", "DeCo": "deco"})
+    bars = hbar_chart(["g"], {"DeCo": [1.0], "Base": [2.0]}, title="t", x_label="x",
+                      colors={"Base": colours["baseline"], "DeCo": colours["deco"]},
+                      models={"Base": "baseline", "DeCo": "deco"})
     fills = re.findall(r'fill="(#[0-9A-F]{6})" data-model="(\w+)"', bars)
     assert set(fills) == {(PALETTE[0], "deco"), (PALETTE[1], "baseline")} and len(fills) == 4  # 2 bars, 2 swatches

@@ -190,7 +190,7 @@ def test_stage_section_validation_names_the_key():
     assert set(TABLE4_AXES) == set(paper.TABLE4)
 
 
-def test_ablation_stage_reads_every_models_metrics(tmp_path):
+def test_ablation_stage_reads_every_models_evaluation(tmp_path):
     import json
 
     from deco_bench.io import MissingFileError
@@ -198,14 +198,14 @@ def test_ablation_stage_reads_every_models_metrics(tmp_path):
 
     raw = resolve("default", EXPERIMENTS)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    (tmp_path / "metrics").mkdir()
+    (tmp_path / "evaluation").mkdir()
     step = {"train_step": raw["train"]["steps"]}  # the evaluate stage records the step of the weights
     for name, value in (("deco", 5.0), ("baseline", 9.0)):
-        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({**_metrics(value, space="embed"), **step}))
+        (tmp_path / "evaluation" / f"{name}.json").write_text(json.dumps({**_metrics(value, space="embed"), **step}))
     with pytest.raises(MissingFileError, match="deco_no_freqfm"):
-        run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
-    (tmp_path / "metrics" / "deco_no_freqfm.json").write_text(json.dumps({**_metrics(4.0, space="embed"), **step}))
-    run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
+        run(str(tmp_path / "params.yaml"), tmp_path / "evaluation", tmp_path / "out")
+    (tmp_path / "evaluation" / "deco_no_freqfm.json").write_text(json.dumps({**_metrics(4.0, space="embed"), **step}))
+    run(str(tmp_path / "params.yaml"), tmp_path / "evaluation", tmp_path / "out")
     tables = json.loads((tmp_path / "out" / "tables.json").read_text())
     weight = next(a for a in tables["table4"] if a["axis"] == "freqfm_weight")
     assert weight["ranking"]["disagrees_with_paper"] is True  # ours: w=0 (4.0) beats w=1 (5.0); the paper's not
@@ -215,7 +215,7 @@ def test_ablation_stage_reads_every_models_metrics(tmp_path):
 # ------------------------------------------------------------------------------- ranking and its significance
 
 def _replicated(value: float, sd: float, seed: int, n: int = 50) -> dict:
-    """A metrics/<m>.json with bootstrap replicates of spread `sd` around `value` (fid), as the evaluate stage."""
+    """An evaluation/<m>.json with bootstrap replicates of spread `sd` around `value` (fid), as the evaluate stage."""
     import numpy as np
 
     from deco_bench.metrics.bootstrap import percentile_interval
@@ -310,16 +310,16 @@ def test_ablation_stage_ignores_stray_files_and_checks_the_step(tmp_path):
 
     raw = resolve("default", EXPERIMENTS)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    (tmp_path / "metrics").mkdir()
+    (tmp_path / "evaluation").mkdir()
     for name, value in (("deco", 5.0), ("baseline", 9.0), ("deco_no_freqfm", 4.0)):
-        (tmp_path / "metrics" / f"{name}.json").write_text(
+        (tmp_path / "evaluation" / f"{name}.json").write_text(
             json.dumps({**_metrics(value, space="embed"), "train_step": 300}))
-    (tmp_path / "metrics" / "removed_model.json").write_text("{not even json")  # a removed model's leftover
-    run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
+    (tmp_path / "evaluation" / "removed_model.json").write_text("{not even json")  # a removed model's leftover
+    run(str(tmp_path / "params.yaml"), tmp_path / "evaluation", tmp_path / "out")
     tables = json.loads((tmp_path / "out" / "tables.json").read_text())
     assert tables["protocol"]["train_steps"] == 300 and "after 300 training steps" in tables["protocol"]["ours"]
-    (tmp_path / "metrics" / "baseline.json").write_text(json.dumps({**_metrics(9.0, space="embed"), "train_step": 200}))
+    (tmp_path / "evaluation" / "baseline.json").write_text(json.dumps({**_metrics(9.0, space="embed"), "train_step": 200}))
     with pytest.raises(TrainStepMismatchError) as err:
-        run(str(tmp_path / "params.yaml"), tmp_path / "metrics", tmp_path / "out")
-    assert str(err.value) == (f"{tmp_path / 'metrics' / 'baseline.json'} claims training step 200, but params.yaml "
+        run(str(tmp_path / "params.yaml"), tmp_path / "evaluation", tmp_path / "out")
+    assert str(err.value) == (f"{tmp_path / 'evaluation' / 'baseline.json'} claims training step 200, but params.yaml "
                               f"train.steps is 300; re-run `dvc repro evaluate@baseline`")

@@ -272,7 +272,7 @@ def stage_env(tmp_path, monkeypatch):
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
         calls["sample"].clear(), calls["evaluate"].clear()
         stage.run("params.yaml", Path("runs"), Path("data"), Path("evalnet.pt"), Path("convergence"))
-        return json.loads((tmp_path / "convergence/speedup.json").read_text())
+        return json.loads((tmp_path / "convergence/summary.json").read_text())
 
     return run, calls, tmp_path
 
@@ -285,6 +285,12 @@ def test_stage_evaluates_only_new_or_changed_checkpoints(stage_env):
     assert out["speedup_iters"] == pytest.approx(200 / (100 + 100 / 3))
     assert out["speedup_wall"] == pytest.approx(out["speedup_iters"] * 0.1 / 0.2)
     assert out["interval"] == pytest.approx([out["speedup_iters"]] * 2)  # replicates equal the point values
+    # the DVC metrics file: the same numbers, flat, interval ends as _lo/_hi keys, nothing but numbers
+    dvc_metrics = json.loads((root / "convergence/speedup.json").read_text())
+    assert dvc_metrics == {"speedup_iters": out["speedup_iters"], "speedup_iters_lo": out["interval"][0],
+                           "speedup_iters_hi": out["interval"][1], "speedup_wall": out["speedup_wall"],
+                           "speedup_wall_lo": out["interval_wall"][0], "speedup_wall_hi": out["interval_wall"][1],
+                           "fraction_reached": out["fraction_reached"], "num_images": out["num_images"]}
 
     run([100, 200])
     assert calls["sample"] == [] and calls["evaluate"] == []  # nothing redone

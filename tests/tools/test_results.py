@@ -21,15 +21,19 @@ def test_results_round_trip_and_formats(tmp_path, capsys):
     tables = root / "reports" / "tables"
     models = pd.read_csv(tables / "models.csv")
     for m in ("deco", "baseline", "deco_no_freqfm"):
-        doc = json.loads((root / "metrics" / f"{m}.json").read_text())
+        doc = json.loads((root / "evaluation" / f"{m}.json").read_text())
+        flat = json.loads((root / "metrics" / f"{m}.json").read_text())  # the DVC metrics file: the same numbers
         got = models[models.model == m].set_index("metric")
         assert set(got.index) == set(doc["metrics"])
         for key, value in doc["metrics"].items():
-            assert got.loc[key, "value"] == value  # exactly: CSV floats round-trip
+            assert got.loc[key, "value"] == value == flat[key]  # exactly: CSV floats round-trip
             assert [got.loc[key, "ci_lo"], got.loc[key, "ci_hi"]] == doc["ci"][key]
+            if f"{key}_lo" in flat:
+                assert [flat[f"{key}_lo"], flat[f"{key}_hi"]] == doc["ci"][key]
+        assert {"fd_embed_lo", "fd_embed_hi"} <= set(flat) and "kid_embed_lo" not in set(flat)  # headline bounds only
     pairs = pd.read_csv(tables / "pairs.csv")
-    c = compare(json.loads((root / "metrics/baseline.json").read_text()),
-                json.loads((root / "metrics/deco.json").read_text()))["fd_embed"]
+    c = compare(json.loads((root / "evaluation/baseline.json").read_text()),
+                json.loads((root / "evaluation/deco.json").read_text()))["fd_embed"]
     row = pairs[(pairs.other == "baseline") & (pairs.metric == "fd_embed")].iloc[0]
     assert row.difference == c["difference"] and [row.diff_lo, row.diff_hi] == c["interval"]
     assert bool(row.exceeds_interval) == c["exceeds_interval"]

@@ -89,7 +89,8 @@ def ablation_section(tables: Any, model_keys: list[str] | None = None) -> dict:
         if not isinstance(a, dict) or "rows" not in a:
             return unrecognised("ablation", PATHS["ablation"], ["table4[].rows"])
         axes.append({"name": a.get("axis", "?"), "title": a.get("title", a.get("axis", "?")),
-                     "status": a.get("status", ""), "rows": _ablation_rows(a["rows"], metric),
+                     "status": a.get("status", ""), "run": a.get("status") == "run",
+                     "rows": _ablation_rows(a["rows"], metric),
                      "ranking": _ranking_text(a.get("ranking") or {}, level)})
     if model_keys is not None:
         named = {r.get("model") for a in list(tables["table4"]) + [tables["table1"]] for r in a["rows"]

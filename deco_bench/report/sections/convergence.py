@@ -1,5 +1,5 @@
 """The convergence section: the paper's Fig. 5 beside our metric-vs-step curves (convergence/curves.json) and the
-speed-up read off them (convergence/speedup.json)."""
+speed-up read off them (convergence/summary.json)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from deco_bench.report.svg import Series, line_plot
 
 def convergence_section(curves: Any, speedup: Any, colors: dict | None = None, conv: dict | None = None) -> dict:
     """convergence/curves.json (rows {model, label, step, images_seen, elapsed_s, metric, lo, hi}) and
-    convergence/speedup.json (deco_bench.studies.convergence.summarise), from deco_bench/stages/convergence.py.
+    convergence/summary.json (deco_bench.studies.convergence.summarise), from deco_bench/stages/convergence.py.
     `colors`: chart_colors; `conv`: params `convergence:` (which models are DeCo and the baseline), so the paper's
     DeCo and baseline curves have our DeCo's and baseline's colours."""
     if curves is None and speedup is None:
@@ -40,10 +40,12 @@ def convergence_section(curves: Any, speedup: Any, colors: dict | None = None, c
         for r in curves:
             by_model.setdefault(r["model"], []).append(r)
         series = [Series(f"{rs[0].get('label', m)} (ours)", [r["step"] for r in rs], [r["metric"] for r in rs],
-                         style="dashed" if m != dk else "solid", color=colors.get(str(m)), model=str(m))
+                         style="dashed" if m != dk else "solid", color=colors.get(str(m)), model=str(m),
+                         lo=[r.get("lo") for r in rs], hi=[r.get("hi") for r in rs])  # the band: 95% interval
                   for m, rs in by_model.items()]
         scale = (speedup or {}).get("scale", "?") if isinstance(speedup, dict) else "?"
-        out["ours_svg"] = line_plot(series, title=f"Ours: {metric_name(metric)} vs training step ({scale} scale)",
+        out["ours_svg"] = line_plot(series, title=f"Ours: {metric_name(metric)} vs training step ({scale} scale; "
+                                                  f"bands: 95% intervals)",
                                     x_label="training step", y_label=metric_name(metric))
         out["points"] = [{"model": r.get("label", r["model"]), "step": fmt(r["step"]), "value": fmt(r["metric"]),
                           "interval": fmt_interval([r.get("lo"), r.get("hi")]) if r.get("lo") is not None else "n/a",

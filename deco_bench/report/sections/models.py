@@ -69,13 +69,12 @@ def model_rows(inputs: dict, params: dict, steps: dict | None = None) -> list[di
             cfg = f", CFG {si['cfg_scale']}" if si.get("cfg_scale", 1.0) != 1.0 else ", no CFG"
             parts.append(f"{si.get('sampler', '?')} {si.get('num_steps', '?')} steps{cfg}")
         if ts:
-            parts.append(f"{ts.get('preset', '?')}, {fmt(ts.get('params_m'), 3)}M params")
+            parts.append(f"{(entries.get(key) or {}).get('preset', '?')}, {fmt(ts.get('params_m'), 3)}M params")
         if key in checked:  # N as every present output of these weights records it (checked in train_steps)
             parts.append(f"{fmt(checked[key])} training steps")
         if data.get("resolution"):
             parts.append(f"{data['resolution']} px {data.get('source', '')}".strip())
         out.append({"key": key, "label": label, "has_metrics": met is not None,
                     "scale": (met or {}).get("scale"), "protocol": "; ".join(parts) or "no outputs yet",
-                    "metrics": (met or {}).get("metrics") or {}, "ci": (met or {}).get("ci") or {},
-                    "metrics_path": f"metrics/{key}.json"})
+                    "metrics": (met or {}).get("metrics") or {}, "ci": (met or {}).get("ci") or {}})
     return out

@@ -18,7 +18,7 @@ def pair_comparisons(inputs: dict, models: list[dict]) -> dict:
     and the direction the paper reports for the same pair (directions only; values are never compared)."""
     raw = {k: v.get("metrics") for k, v in (inputs.get("models") or {}).items()}
     if not raw.get("deco"):
-        return not_ran("evaluate", "metrics/deco.json")
+        return not_ran("evaluate", "evaluation/deco.json")
     label = {m["key"]: m["label"] for m in models}
     t1 = {r["variant"]: r for r in paper.TABLE1}
     comparisons = []
@@ -33,7 +33,7 @@ def pair_comparisons(inputs: dict, models: list[dict]) -> dict:
                             "paper_ref": (f"paper Table 1 ({t1[other]['method']} vs DeCo, ImageNet 256, L, 200K it)"
                                           if other in t1 else "no paper counterpart")})
     if not comparisons:
-        return {"ran": False, "message": "Only DeCo has metrics: no comparison to show (no other metrics/<m>.json)."}
+        return {"ran": False, "message": "Only DeCo has metrics: no comparison to show (no other evaluation/<m>.json)."}
     return {"ran": True, "deco_label": label.get("deco", "DeCo"), "comparisons": comparisons}
 
 

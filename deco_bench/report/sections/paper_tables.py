@@ -69,7 +69,7 @@ def paper_tables(inputs: dict, params: dict, models: list[dict], scale: str, tol
                 g.update(verdict="not comparable: embedded scale", verdict_class="na",
                          note="embedded-scale numbers are not ImageNet numbers; see “Our result at embedded scale”")
             elif m is None or not m["has_metrics"]:
-                g.update(verdict="not run", verdict_class="na", note=f"no metrics/{mkey}.json")
+                g.update(verdict="not run", verdict_class="na", note=f"no evaluation/{mkey}.json")
             else:
                 preset = str((entries.get(mkey) or {}).get("preset", ""))
                 ok, ours_desc = _row_matches(tid, row, cfg, preset)
@@ -83,8 +83,16 @@ def paper_tables(inputs: dict, params: dict, models: list[dict], scale: str, tol
     tol_text = ("Verdict rule at paper scale: a reproduced value agrees when |ours − paper| ≤ max(tolerance, "
                 "half-width of our 95% bootstrap interval); tolerances: "
                 + ", ".join(f"{metric_name(k)} {v:g}" for k, v in tol.items()) + ".")
+    verdicts: dict[str, int] = {}
+    for t in tables:
+        for g in t["groups"]:
+            verdicts[g["verdict"]] = verdicts.get(g["verdict"], 0) + 1
+    n = sum(verdicts.values())
+    summary = (f"{n} paper rows (Table 2 at 256 and 512 px, Table 1): " +
+               (f"every verdict “{next(iter(verdicts))}”" if len(verdicts) == 1 else
+                ", ".join(f"{c} “{v}”" for v, c in verdicts.items())))
     return {"ran": True, "scale": scale, "tolerance_text": tol_text, "tables": tables,
-            "protocol": paper.PROTOCOL}
+            "protocol": paper.PROTOCOL, "summary": summary, "collapsed": scale != "paper"}
 
 
 _INFO_NAMES = {"epochs": "Epochs", "nfe": "NFE", "latency_s": "Latency (s, A800)", "params_m": "Params (M)",

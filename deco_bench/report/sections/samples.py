@@ -10,9 +10,22 @@ from deco_bench.report.fmt import fmt, fmt_interval
 from deco_bench.report.inputs import not_ran
 
 
+THUMB_HEIGHT = 240  # px: the first screen's sample grids, side by side
+
+
+def _thumb(width: int, height: int) -> tuple[int, int]:
+    """The first screen's size of a grid: small grids at a whole multiple (at most 4x, pixels stay sharp), large
+    ones scaled down to THUMB_HEIGHT."""
+    k = min(4, max(1, THUMB_HEIGHT // max(height, 1)))
+    if height * k > THUMB_HEIGHT:
+        return max(1, round(width * THUMB_HEIGHT / height)), THUMB_HEIGHT
+    return width * k, height * k
+
+
 def _grid(g: dict, label: str, names: list) -> dict:
+    tw, th = _thumb(g["width"], g["height"])
     return {"label": label, "uri": g["uri"], "width": g["width"], "height": g["height"], "per_class": g["per_class"],
-            "num_images": g["num_images"], "path": g["path"],
+            "num_images": g["num_images"], "path": g["path"], "thumb_width": tw, "thumb_height": th,
             "classes": [names[c] if c < len(names) else f"class {c}" for c in g["classes"]]}
 
 
@@ -42,6 +55,9 @@ def samples_section(grids: dict, models: list[dict], data_info: Any, real: Any =
             entry["fd"] = _with_interval(values["fd_embed"], *(ci.get("fd_embed") or [None, None]))
             if floor:
                 entry["fd_over_floor"] = fmt(values["fd_embed"] / floor, 2)
+        entry["short"] = ", ".join(f"{name} {fmt(values[k])}" for k, name in (("class_accuracy", "class accuracy"),
+                                                                           ("fd_embed", "FD"), ("fid", "FID"))
+                                   if k in values)
         out.append(entry)
     missing = [m["key"] for m in models if m["key"] not in model_grids]
     return {"ran": True, "grids": out,
@@ -49,5 +65,7 @@ def samples_section(grids: dict, models: list[dict], data_info: Any, real: Any =
             "ceiling": _with_interval(ceiling, real.get("class_accuracy_real_lo"), real.get("class_accuracy_real_hi"))
             if ceiling is not None else None,
             "floor": fmt(floor) if floor is not None else None,  # its bootstrap interval is biased (see template)
+            "real_short": ", ".join(f"{name} {fmt(v)}" for name, v in (("class accuracy", ceiling), ("FD", floor))
+                                    if v is not None),
             "missing": [f"{label.get(m, m)}: the sample stage did not run (no previews/{m}.npz)."
                         for m in missing]}
