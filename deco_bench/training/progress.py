@@ -12,7 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
-from deco_bench.io import atomic_write_json
+from deco_bench.io import atomic_write_json, atomic_write_metrics
 
 CURVE_KEYS = ("step", "loss", "fm", "freqfm", "repa", "images_per_s", "elapsed_s")
 LIVE_CURVE_BUDGET = 0.01  # the live curve's rewrites take at most this share of the training time
@@ -50,7 +50,7 @@ class LiveProgress:
         self._curve_cost = 0.0
 
     def __call__(self, log: list[dict]) -> None:
-        atomic_write_json(self.summary_path, summary(log, self.params_m))
+        atomic_write_metrics(self.summary_path, summary(log, self.params_m))
         start = time.perf_counter()
         if self._curve_done is None or self._curve_cost <= self.budget * (start - self._curve_done):
             atomic_write_json(self.curve_path, curve_rows(log))
@@ -60,4 +60,4 @@ class LiveProgress:
     def write_final(self, log: list[dict], steps: int) -> None:
         """The complete curve and the summary of the finished run (`steps`: the step of its final weights)."""
         atomic_write_json(self.curve_path, curve_rows(log))
-        atomic_write_json(self.summary_path, {**summary(log, self.params_m), "steps": int(steps)})
+        atomic_write_metrics(self.summary_path, {**summary(log, self.params_m), "steps": int(steps)})
