@@ -147,8 +147,8 @@ def test_tables_agree_when_our_order_is_the_papers():
     assert _axis(tables, "interaction")["status"] == NOT_RUN
 
 
-def test_default_profile_tables_list_unrun_axes_and_use_the_embedded_metric():
-    raw = resolve("default", EXPERIMENTS)
+def test_embedded_ablation_profile_tables_list_unrun_axes_and_use_the_embedded_metric():
+    raw = resolve("embedded-ablation", EXPERIMENTS)
     p = parse_params(raw)
     metrics = {n: _metrics(v, space="embed") for n, v in (("deco", 5.0), ("baseline", 9.0), ("deco_no_freqfm", 6.0))}
     metrics = {n: metrics[n] for n in p.models}
@@ -196,7 +196,7 @@ def test_ablation_stage_reads_every_models_evaluation(tmp_path):
     from deco_bench.io import MissingFileError
     from deco_bench.stages.ablation import run
 
-    raw = resolve("default", EXPERIMENTS)
+    raw = resolve("embedded-ablation", EXPERIMENTS)  # the default and DeCo w/o FreqFM
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "evaluation").mkdir()
     step = {"train_step": raw["train"]["steps"]}  # the evaluate stage records the step of the weights
@@ -308,7 +308,7 @@ def test_ablation_stage_ignores_stray_files_and_checks_the_step(tmp_path):
     from deco_bench.report.steps import TrainStepMismatchError
     from deco_bench.stages.ablation import run
 
-    raw = resolve("default", EXPERIMENTS)
+    raw = resolve("embedded-ablation", EXPERIMENTS)  # the default and DeCo w/o FreqFM
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "evaluation").mkdir()
     for name, value in (("deco", 5.0), ("baseline", 9.0), ("deco_no_freqfm", 4.0)):

@@ -63,8 +63,7 @@ def test_a_model_name_that_is_not_a_plain_name_is_refused(tmp_path, capsys, name
     ({"data": {"resolution": 36}},
      "data.resolution: 36 is not a multiple of 8 (the 8x8 block DCT of FreqFM and of the spectrum study)"),
     ({"spectrum": {"cut": 64}}, "spectrum.cut: got 64; must be <= 63 and >= 1"),
-    ({"convergence": {"baseline": "nope"}}, "convergence.baseline: 'nope' is not a model; defined: baseline, deco, "
-                                            "deco_no_freqfm"),
+    ({"convergence": {"baseline": "nope"}}, "convergence.baseline: 'nope' is not a model; defined: baseline, deco"),
     ({"ablation": {"metric": "fidd"}}, "ablation.metric: got 'fidd'; accepted values: 'auto', 'fd_embed', "
                                        "'kid_embed', 'is_embed', 'fid', 'sfid', 'kid', 'is'"),
     ({"report": {"per_class": 0}}, "report.per_class: got 0; must be >= 1"),
