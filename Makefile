@@ -20,16 +20,17 @@ install: $(STAMP)
 
 # pip prints every package it fetches with a progress bar. constraints.txt pins every resolved version (`make lock`
 # regenerates it). On Linux the torch wheel pulls ~3 GB of CUDA libraries even for CPU use: the longest step.
-# Installed size: ~5.9 GB (nvidia CUDA libraries 3.2 GB, torch 1.2 GB, triton 0.9 GB, the rest 0.6 GB).
+# --no-compile: Python compiles only the modules it imports, on first import, instead of pip byte-compiling
+# every file of torch & co. at install time. Installed size: ~5.9 GB (nvidia CUDA libraries 3.2 GB, torch 1.2 GB, triton 0.9 GB, the rest 0.6 GB).
 $(STAMP): pyproject.toml constraints.txt
 	@echo "== deco-bench install [1/4]: virtual environment $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "== deco-bench install [2/4]: pip itself (pinned by constraints.txt)"
 	$(BIN)/python -m pip install --upgrade pip -c constraints.txt
 	@echo "== deco-bench install [3/4]: $(TORCH_PAIR) (~5 GB installed on Linux, 3.2 GB of it CUDA libraries)"
-	$(BIN)/python -m pip install --progress-bar on -c constraints.txt $(TORCH_PAIR)
+	$(BIN)/python -m pip install --progress-bar on --no-compile -c constraints.txt $(TORCH_PAIR)
 	@echo "== deco-bench install [4/4]: deco-bench and its test tools (~150 pinned packages, ~0.6 GB)"
-	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e '.[test]' $(TORCH_PAIR)
+	$(BIN)/python -m pip install --progress-bar on --no-compile -c constraints.txt -e '.[test]' $(TORCH_PAIR)
 	touch $(STAMP)
 	@echo "== deco-bench install: done ($$($(BIN)/python -m pip list --format=freeze | wc -l) packages in $(VENV))"
 
