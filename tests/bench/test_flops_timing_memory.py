@@ -62,10 +62,16 @@ def test_time_fn_warms_up_before_measuring():
 
 
 def test_host_peak_is_reset_per_phase():
+    import mmap
+
     big = 256 * 2**20
     with PeakMemory(torch.device("cpu")) as first:
-        buf = torch.ones(big // 4)  # touched: resident
-        del buf
+        # fresh anonymous pages, each touched so it is resident: unlike a tensor, whose memory the allocator may
+        # take from pages an earlier test left resident, this always adds `big` to the RSS, whatever ran before
+        buf = mmap.mmap(-1, big)
+        for offset in range(0, big, mmap.PAGESIZE):
+            buf[offset] = 1
+        buf.close()
     with PeakMemory(torch.device("cpu")) as second:
         pass
     a, b = first.result["host_rss_peak_bytes"], second.result["host_rss_peak_bytes"]

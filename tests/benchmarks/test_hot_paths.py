@@ -1,9 +1,10 @@
 """pytest-benchmark suite for the hot paths (not part of `make test`; run with `make bench`).
 
 Hot paths at the embedded size: one training step (forward, losses, backward, AdamW, EMA) of DeCo and of the
-baseline, one Euler sampler step with and without CFG, the pixel decoder alone, the FreqFM loss, and feature
-extraction of the embedded evaluation network. On CUDA every measured call ends in a device synchronise, so the
-timer sees finished work (pytest-benchmark knows nothing of GPUs).
+baseline, one Euler sampler step with and without CFG, the pixel decoder alone, the FreqFM loss, feature
+extraction of the embedded evaluation network, and the build of the embedded dataset at the default size. On CUDA
+every measured call ends in a device synchronise, so the timer sees finished work (pytest-benchmark knows nothing
+of GPUs).
 
 Saved baselines live in bench/baselines/pytest (see bench/baselines/README.md for the commands).
 """
@@ -93,3 +94,12 @@ def test_feature_extraction(benchmark):
     model = embed_net.EmbedNet(embed_net.EmbedNetConfig(num_classes=8)).eval()
     images = np.random.default_rng(0).integers(0, 256, (128, RES, RES, 3), dtype=np.uint8)
     benchmark.pedantic(lambda: embed_net.extract(model, images), rounds=8, warmup_rounds=1)
+
+
+def test_embedded_dataset_build(benchmark):
+    from deco_bench.data import build_embedded_dataset
+    from deco_bench.data.embedded import load_photo
+
+    load_photo("astronaut")  # scikit-image's one-off import stays out of the measurement
+    benchmark.pedantic(lambda: build_embedded_dataset(resolution=32, num_classes=8, train_per_class=128,
+                                                      ref_per_class=64, seed=0), rounds=3, warmup_rounds=0)
