@@ -25,7 +25,7 @@ from deco_bench.metrics.adm_npz import TooFewImagesError
 from deco_bench.metrics.dinov2 import load_extractor as load_dinov2_extractor
 from deco_bench.metrics.embed_net import load_feature_extractor
 from deco_bench.metrics.features import extract_npz
-from deco_bench.metrics.frechet import FeatureStats, FrechetToReference, frechet_distance
+from deco_bench.metrics.frechet import FeatureStats, FrechetToReference
 from deco_bench.metrics.inception import InceptionFeatures
 from deco_bench.metrics.isc import ADM_SPLIT_SIZE, inception_score
 from deco_bench.metrics.kid import KID_SEED, KID_SUBSET_SIZE, KID_SUBSETS, kid
@@ -90,12 +90,12 @@ def compute_all(samples: dict[str, np.ndarray], ref: Reference, *, names: Metric
     _check_count("the sample set", 0 if pool is None else len(pool))
     if ref.pool_features is not None:
         _check_count("the reference", len(ref.pool_features))
-    metrics[names.fd] = frechet_distance(*_mu_sigma(pool), ref.pool.mu, ref.pool.sigma)
-    fns[names.fd] = _fd_replicate(pool, ref.pool, device)
+    fd = _FrechetOfFeatures(pool, ref.pool, device)
+    metrics[names.fd], fns[names.fd] = fd.value(), fd
     if names.sfd is not None:
         if ref.spatial is not None and "spatial" in samples:
-            metrics[names.sfd] = frechet_distance(*_mu_sigma(samples["spatial"]), ref.spatial.mu, ref.spatial.sigma)
-            fns[names.sfd] = _fd_replicate(samples["spatial"], ref.spatial, device)
+            sfd = _FrechetOfFeatures(samples["spatial"], ref.spatial, device)
+            metrics[names.sfd], fns[names.sfd] = sfd.value(), sfd
         else:
             skipped[names.sfd] = "the reference has no mu_s/sigma_s and no images"
     logits = samples["logits"]
@@ -136,23 +136,40 @@ def _mu_sigma(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s.mu, s.sigma
 
 
-def _fd_replicate(features: np.ndarray, ref: FeatureStats, device: str):
-    state = {}
+class _FrechetOfFeatures:
+    """The Fréchet distance of a feature set, and of its bootstrap resamples (called with their indices), to one
+    reference. The reference's form (frechet.FrechetToReference) is built once, on first use, and serves the value
+    and every replicate. With no more images than feature dimensions (n <= d) both take the exact n x n form, which
+    needs no d x d decomposition; otherwise the value is the distance of the float64 statistics (the same
+    arithmetic as frechet.frechet_distance)."""
 
-    def replicate(idx: np.ndarray) -> float:
-        if not state:  # built on first use: costs an eigendecomposition, wasted when bootstrap == 0
-            state["to_ref"] = FrechetToReference(ref, device)
-            state["x"] = torch.as_tensor(features, dtype=torch.float64, device=device)
-        return state["to_ref"](*_stats_on(state["x"][torch.as_tensor(idx, device=device)]))
-    return replicate
+    def __init__(self, features: np.ndarray, ref: FeatureStats, device: str):
+        self.features, self.ref, self.device = features, ref, device
+        self._to_ref: FrechetToReference | None = None
+        self._x: torch.Tensor | None = None
+
+    def _reference(self) -> FrechetToReference:
+        if self._to_ref is None:
+            self._to_ref = FrechetToReference(self.ref, self.device)
+        return self._to_ref
+
+    def value(self) -> float:
+        if self.features.ndim == 2 and self.features.shape[0] <= self.features.shape[1]:
+            return self._reference().of_features(self.features)
+        return self._reference()(*_mu_sigma(self.features))
+
+    def __call__(self, idx: np.ndarray) -> float:
+        if self._x is None:
+            self._x = torch.as_tensor(self.features, dtype=torch.float64, device=self.device)
+        return self._reference().of_features(self._x[torch.as_tensor(idx, device=self.device)])
 
 
 def fd_with_interval(features: np.ndarray, ref: FeatureStats, *, key: str, bootstrap: int = 0, seed: int = 0,
                      device: str | None = None) -> dict:
     """One Fréchet distance (e.g. fd_dinov2) with bootstrap replicates drawn exactly as in compute_all."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    value = frechet_distance(*_mu_sigma(features), ref.mu, ref.sigma)
-    replicate = _fd_replicate(features, ref, device)
+    replicate = _FrechetOfFeatures(features, ref, device)
+    value = replicate.value()
     reps = [replicate(idx) for idx in bs.resample_indices(features.shape[0], bootstrap, seed)] if bootstrap > 0 else []
     return {"metrics": {key: value}, "ci": {key: list(bs.percentile_interval(reps))} if reps else {},
             "bootstrap": {key: reps} if reps else {}}

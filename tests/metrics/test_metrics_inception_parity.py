@@ -105,7 +105,7 @@ def test_compute_metrics_end_to_end(adm_batches, inception_weights, inception_sh
 def test_stats_only_reference_is_used_as_is(tmp_path, adm_batches, inception_weights, inception_sha,
                                             inception_feats):
     """A reference holding only mu/sigma/mu_s/sigma_s is not recomputed: FID is against exactly those."""
-    from deco_bench.metrics.frechet import frechet_distance
+    from deco_bench.metrics.frechet import FrechetToReference, frechet_distance
 
     rng = np.random.default_rng(0)
     d, ds = 2048, 2023
@@ -115,10 +115,15 @@ def test_stats_only_reference_is_used_as_is(tmp_path, adm_batches, inception_wei
     got = api.compute_metrics(adm_batches["samples_path"], tmp_path / "stats.npz",
                               inception_weights=inception_weights, inception_sha256=inception_sha,
                               cache_dir=inception_feats["cache_dir"])
-    s = FeatureStats.from_features(inception_feats["samples"]["pool"])
-    ss = FeatureStats.from_features(inception_feats["samples"]["spatial"])
-    assert got[api.FID] == pytest.approx(frechet_distance(s.mu, s.sigma, mu, sigma), rel=1e-10)
-    assert got[api.SFID] == pytest.approx(frechet_distance(ss.mu, ss.sigma, mu_s, sigma_s), rel=1e-10)
+    pool, spatial = inception_feats["samples"]["pool"], inception_feats["samples"]["spatial"]
+    # exactly the file's statistics (to 1e-10), computed the way the API computes a distance from features ...
+    assert got[api.FID] == pytest.approx(FrechetToReference(FeatureStats(mu, sigma, 0)).of_features(pool), rel=1e-10)
+    assert got[api.SFID] == pytest.approx(FrechetToReference(FeatureStats(mu_s, sigma_s, 0)).of_features(spatial),
+                                          rel=1e-10)
+    # ... and equal to the distance of the samples' statistics (the d x d form) to the rounding of that form
+    s, ss = FeatureStats.from_features(pool), FeatureStats.from_features(spatial)
+    assert got[api.FID] == pytest.approx(frechet_distance(s.mu, s.sigma, mu, sigma), rel=1e-7)
+    assert got[api.SFID] == pytest.approx(frechet_distance(ss.mu, ss.sigma, mu_s, sigma_s), rel=1e-7)
     assert set(got) == {api.FID, api.SFID, api.IS}  # no images in the reference: no precision/recall/KID
 
 

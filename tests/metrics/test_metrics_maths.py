@@ -76,6 +76,53 @@ def test_frechet_bad_inputs():
         FeatureStats.from_features(np.array([[1.0, np.inf], [0.0, 1.0]]))
 
 
+def test_frechet_of_few_features_closed_form():
+    # x = (+-a e1, +-b e2) in d = 8: mean 0, covariance diag(2a^2/3, 2b^2/3, 0, ...); against N(m, c I),
+    # tr((s1 s2)^1/2) = sqrt(c) (sqrt(2/3) a + sqrt(2/3) b) and d^2 = |m|^2 + tr(s1) + 8c - 2 tr(...)
+    a, b, c, d = 1.5, 0.5, 0.7, 8
+    x = np.zeros((4, d))
+    x[0, 0], x[1, 0], x[2, 1], x[3, 1] = a, -a, b, -b
+    m = np.linspace(-1.0, 1.0, d)
+    expected = m @ m + (2 * a * a + 2 * b * b) / 3 + d * c - 2 * np.sqrt(c) * np.sqrt(2 / 3) * (a + b)
+    got = FrechetToReference(FeatureStats(m, c * np.eye(d), 0)).of_features(x)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("n,d", [(6, 64), (40, 40), (12, 200)])
+def test_frechet_of_few_features_equals_the_full_form(n, d):
+    """n <= d takes the n x n form; it equals the d x d form on the same statistics up to the square roots of the
+    d - n + 1 rounding-level eigenvalues that the d x d form adds (~1e-8 relative here; the closed form above holds
+    the n x n form to 1e-12), also on a bootstrap resample with repeated rows."""
+    rng = np.random.default_rng(n + d)
+    x = rng.normal(0.3, 1.0, (n, d)) * rng.uniform(0.2, 2.0, d)
+    ref = _random_stats(5, n=3 * d, d=d)
+    to_ref = FrechetToReference(ref)
+    for rows in (x, x[rng.integers(0, n, n)]):
+        s = FeatureStats.from_features(rows)
+        assert to_ref.of_features(rows) == pytest.approx(frechet_distance(s.mu, s.sigma, ref.mu, ref.sigma), rel=1e-7)
+
+
+def test_frechet_of_many_features_is_the_distance_of_their_statistics():
+    x = np.random.default_rng(2).normal(size=(60, 24))
+    ref = _random_stats(3)
+    xc = x - x.mean(0)
+    assert FrechetToReference(ref).of_features(x) == pytest.approx(FrechetToReference(ref)(x.mean(0), xc.T @ xc / 59),
+                                                                   rel=1e-12)
+
+
+def test_frechet_of_features_bad_inputs():
+    to_ref = FrechetToReference(_random_stats(1))
+    with pytest.raises(FrechetError, match="shape mismatch: features of dimension 5"):
+        to_ref.of_features(np.ones((10, 5)))
+    with pytest.raises(FrechetError, match="n >= 2"):
+        to_ref.of_features(np.ones((1, 24)))
+    with pytest.raises(FrechetError, match="NaN"):
+        to_ref.of_features(np.full((3, 24), np.nan))
+    bad = _random_stats(1)
+    with pytest.raises(FrechetError, match="reference statistics contain NaN"):
+        FrechetToReference(FeatureStats(bad.mu, np.full_like(bad.sigma, np.inf), 0))
+
+
 def test_inception_score_closed_forms():
     k = 10
     confident = np.full((40, k), -50.0)
