@@ -8,6 +8,12 @@ TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install test repro bench bench-baseline report clean help lock
 
+# The install skips byte-compilation (pip --no-compile, below): Python writes each module's bytecode on its first
+# import instead. An environment with PYTHONDONTWRITEBYTECODE set would then recompile torch's sources in every
+# process (+1.5-3 s each, for every pipeline stage and test subprocess), so the targets here do not pass it on.
+# The __pycache__ folders this writes are ignored by git (.gitignore) and by DVC (.dvcignore).
+unexport PYTHONDONTWRITEBYTECODE
+
 help:
 	@echo "make install  - create $(VENV) and install deco-bench into it (idempotent)"
 	@echo "make repro    - run the whole DVC pipeline on the active profile (embedded default) and print the report path"
