@@ -68,12 +68,6 @@ class Reference:
     pool_features: np.ndarray | None  # reference images' features: precision/recall/KID need them
 
 
-def _stats_on(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = x.mean(0)
-    xc = x - mu
-    return mu, xc.T @ xc / (x.shape[0] - 1)
-
-
 def compute_all(samples: dict[str, np.ndarray], ref: Reference, *, names: MetricNames, bootstrap: int = 0,
                 seed: int = 0, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
                 is_split_size: int = ADM_SPLIT_SIZE, device: str | None = None,
