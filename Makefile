@@ -27,7 +27,8 @@ install: $(STAMP)
 # pip prints every package it fetches with a progress bar. constraints.txt pins every resolved version (`make lock`
 # regenerates it). On Linux the torch wheel pulls ~3 GB of CUDA libraries even for CPU use: the longest step.
 # --no-compile: Python compiles only the modules it imports, on first import, instead of pip byte-compiling
-# every file of torch & co. at install time. Installed size: ~5.9 GB (nvidia CUDA libraries 3.2 GB, torch 1.2 GB, triton 0.9 GB, the rest 0.6 GB).
+# every file of torch & co. at install time. Installed size: ~5.9 GB (nvidia CUDA libraries 3.2 GB, torch 1.2 GB,
+# triton 0.9 GB, the rest 0.6 GB).
 $(STAMP): pyproject.toml constraints.txt
 	@echo "== deco-bench install [1/4]: virtual environment $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

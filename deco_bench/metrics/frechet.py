@@ -102,10 +102,7 @@ class FrechetToReference:
             raise FrechetError(f"shape mismatch: mu {tuple(mu.shape)} vs {tuple(self._mu_ref.shape)}, sigma "
                                f"{tuple(sigma.shape)} vs {tuple(self._sigma_ref.shape)}")
         root = self._sqrt_ref()
-        m = root @ sigma @ root
-        ev = torch.linalg.eigvalsh((m + m.T) / 2)
-        diff = mu - self._mu_ref
-        return float(diff @ diff + torch.trace(sigma) + self._tr_ref - 2.0 * ev.clamp_min(0).sqrt().sum())
+        return self._distance(mu, torch.trace(sigma), root @ sigma @ root)
 
     def of_features(self, features) -> float:
         """Distance of the Gaussian of `features` (n, d) (mean, unbiased covariance) to the reference; the n x n
@@ -124,7 +121,11 @@ class FrechetToReference:
             xc = x - mu
             return self(mu, xc.T @ xc / (n - 1))
         b = (x - mu) / (n - 1) ** 0.5
-        m = b @ self._sigma_ref @ b.T
+        return self._distance(mu, (b * b).sum(), b @ self._sigma_ref @ b.T)
+
+    def _distance(self, mu: torch.Tensor, trace: torch.Tensor, m: torch.Tensor) -> float:
+        """|mu - mu_ref|^2 + tr(sigma) + tr(sigma_ref) - 2 tr((sigma sigma_ref)^(1/2)), the last trace taken as the
+        sum of square roots of the eigenvalues of `m` (symmetric PSD up to rounding: symmetrised here)."""
         ev = torch.linalg.eigvalsh((m + m.T) / 2)
         diff = mu - self._mu_ref
-        return float(diff @ diff + (b * b).sum() + self._tr_ref - 2.0 * ev.clamp_min(0).sqrt().sum())
+        return float(diff @ diff + trace + self._tr_ref - 2.0 * ev.clamp_min(0).sqrt().sum())
